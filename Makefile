@@ -1,0 +1,32 @@
+# Two entry points: `make demo` and `make test`. Both create .venv if missing and install the project.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+install: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# torch first and pinned: 2.13.0 is the local CPU wheel; letting a dependency resolve torch pulls a CUDA build.
+$(INSTALLED): pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/anoncli anonymize sample_data -o out/ --overwrite --report out/report.json
+	@echo "Anonymized copies are in out/; the per-file report is out/report.json."
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check anoncli tests bench scripts
+	$(BIN)/ruff format --check anoncli tests bench scripts
+
+test: $(INSTALLED) lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

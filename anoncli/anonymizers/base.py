@@ -1,0 +1,83 @@
+"""The one interface every anonymization method implements, and the fail-closed wrapper around it.
+
+A method receives a batch of face crops (with their masks, landmarks and per-face seeds) and returns one
+replacement crop per face. The engine pastes replacements back through the mask. Baselines (blur, pixelate,
+mask) and generative methods implement the same `anonymize`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Inside this mask level the face must be covered; the fail-closed checks look only there.
+CORE_MASK_LEVEL = 0.99
+SOLID_FILL = (0, 0, 0)
+
+
+@dataclass
+class FaceCrop:
+    """One face handed to a method: the crop around it, in crop coordinates."""
+
+    pixels: np.ndarray  # (h, w, 3) uint8 RGB, context included
+    mask: np.ndarray  # (h, w) float32; 1 where the face must be replaced
+    box: tuple[float, float, float, float]  # the face box, x1, y1, x2, y2
+    landmarks: np.ndarray | None  # (5, 2) or None
+    seed: int  # same seed → same result; a video track keeps one seed per person
+
+    @property
+    def face_size(self) -> float:
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0)
+
+
+class Anonymizer(ABC):
+    """Turns face crops into replacement crops of the same shape."""
+
+    name: str = "anonymizer"
+    # Crop side as a multiple of the face size: how much surroundings the method wants to see.
+    context: float = 1.0
+
+    @abstractmethod
+    def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
+        """One (h, w, 3) uint8 replacement per face, same shape as its crop."""
+
+
+def solid_fill(face: FaceCrop) -> np.ndarray:
+    return np.broadcast_to(np.array(SOLID_FILL, np.uint8), face.pixels.shape).copy()
+
+
+@dataclass
+class Replacement:
+    pixels: np.ndarray
+    fallback_reason: str | None = None  # set when the method failed and a solid mask was used instead
+
+
+def anonymize_fail_closed(method: Anonymizer, faces: Sequence[FaceCrop]) -> list[Replacement]:
+    """Run `method`; any face it errs on, returns malformed or leaves unchanged gets a solid fill instead."""
+    if not faces:
+        return []
+    try:
+        outputs = method.anonymize(faces)
+        if len(outputs) != len(faces):
+            raise RuntimeError(f"returned {len(outputs)} crops for {len(faces)} faces")
+    except Exception as error:
+        reason = f"{method.name} failed: {type(error).__name__}: {error}"
+        return [Replacement(solid_fill(face), reason) for face in faces]
+    return [_checked(method.name, face, output) for face, output in zip(faces, outputs)]
+
+
+def _checked(method_name: str, face: FaceCrop, output: np.ndarray) -> Replacement:
+    output = np.asarray(output)
+    if output.shape != face.pixels.shape or output.dtype != np.uint8:
+        reason = f"{method_name} returned {output.dtype} {output.shape}, expected uint8 {face.pixels.shape}"
+        return Replacement(solid_fill(face), reason)
+    core = face.mask >= CORE_MASK_LEVEL
+    original = face.pixels[core].astype(np.float32)
+    if original.size and original.std() > 2.0:
+        change = np.abs(output[core].astype(np.float32) - original).mean()
+        if change < 0.5:
+            return Replacement(solid_fill(face), f"{method_name} left the face unchanged")
+    return Replacement(output)

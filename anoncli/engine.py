@@ -1,0 +1,207 @@
+"""The image pipeline: source → batch → detect → anonymize → paste → sink.
+
+Decoding and encoding run in worker threads so the detector and the method stay busy; faces from every image
+of a batch go to the method in one call. Every file ends as one FileResult, whatever goes wrong with it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from anoncli.anonymizers import Anonymizer, FaceCrop, anonymize_fail_closed
+from anoncli.faces import Face
+from anoncli.images import ImageReadError, Picture, encode_picture, read_picture, rgb8, write_atomically
+from anoncli.paste import Compositor
+from anoncli.regions import Region, face_region
+from anoncli.report import FAILED, OK, SKIPPED, FileResult, Report
+from anoncli.sources import Task
+
+# (task, frame index, RGB uint8 frame) → faces. A detector, or the user's own detections.
+FaceFinder = Callable[[Task, int, np.ndarray], list[Face]]
+MIN_FACE_SIDE = 2.0
+
+
+@dataclass
+class ImageSettings:
+    mask_scale: float = 1.3
+    batch_size: int = 8
+    keep_metadata: bool = False
+    overwrite: bool = False
+    max_megapixels: float = 150.0
+    read_threads: int = 2
+
+
+@dataclass
+class LoadedImage:
+    """An input on its way through the pipeline: decoded picture and faces per frame, or why it failed."""
+
+    task: Task
+    picture: Picture | None = None
+    error: str | None = None
+    faces: list[list[Face]] = field(default_factory=list)  # per frame
+
+
+def _read(task: Task, settings: ImageSettings) -> LoadedImage:
+    try:
+        return LoadedImage(task, read_picture(task.source, settings.max_megapixels, settings.keep_metadata))
+    except ImageReadError as error:
+        return LoadedImage(task, error=str(error))
+
+
+def _prefetched(pool: ThreadPoolExecutor, tasks: list[Task], settings: ImageSettings) -> Iterator[LoadedImage]:
+    """Decode ahead in the pool, at most a few batches, so memory stays bounded on large folders."""
+    ahead = max(2 * settings.batch_size, 4)
+    queue: deque[Future[LoadedImage]] = deque()
+    pending = iter(tasks)
+    for task in pending:
+        queue.append(pool.submit(_read, task, settings))
+        if len(queue) >= ahead:
+            break
+    while queue:
+        loaded = queue.popleft().result()
+        next_task = next(pending, None)
+        if next_task is not None:
+            queue.append(pool.submit(_read, next_task, settings))
+        yield loaded
+
+
+def _batches(items: Iterator[LoadedImage], size: int) -> Iterator[list[LoadedImage]]:
+    batch: list[LoadedImage] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def face_seed(label: str, frame: int, index: int) -> int:
+    """A stable per-face seed, so re-running gives the same output."""
+    return zlib.crc32(f"{label}\0{frame}\0{index}".encode())
+
+
+def anonymize_images(
+    tasks: list[Task],
+    find_faces: FaceFinder,
+    method: Anonymizer,
+    settings: ImageSettings,
+    report: Report,
+    on_result: Callable[[FileResult], None] = lambda result: None,
+) -> Report:
+    """Anonymize every task's image into its output file; results land in `report` in task order."""
+    started = time.perf_counter()
+
+    def record(result: FileResult) -> None:
+        report.files.append(result)
+        on_result(result)
+
+    todo = []
+    for task in tasks:
+        if task.output is not None and task.output.exists() and not settings.overwrite:
+            record(FileResult(task.label, SKIPPED, str(task.output), notes=["output exists; --overwrite to redo"]))
+        else:
+            todo.append(task)
+
+    with ThreadPoolExecutor(settings.read_threads) as readers, ThreadPoolExecutor(1) as writer:
+        writes: deque[Future[FileResult]] = deque()
+        for batch in _batches(_prefetched(readers, todo, settings), settings.batch_size):
+            for loaded in batch:
+                _find_all_faces(loaded, find_faces)
+            for loaded, frames, fallbacks in _anonymize_batch(batch, method, settings.mask_scale):
+                if loaded.error is not None:
+                    writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
+                else:
+                    writes.append(writer.submit(_write, loaded, frames, fallbacks))
+            while writes and writes[0].done():
+                record(writes.popleft().result())
+        while writes:
+            record(writes.popleft().result())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _done(result: FileResult) -> Future[FileResult]:
+    future: Future[FileResult] = Future()
+    future.set_result(result)
+    return future
+
+
+def _find_all_faces(loaded: LoadedImage, find_faces: FaceFinder) -> None:
+    if loaded.picture is None:
+        return
+    try:
+        for index, frame in enumerate(loaded.picture.frames):
+            faces = find_faces(loaded.task, index, rgb8(frame))
+            loaded.faces.append([f for f in faces if f.width >= MIN_FACE_SIDE and f.height >= MIN_FACE_SIDE])
+    except Exception as error:
+        loaded.error = f"face detection failed: {error}"
+
+
+def _anonymize_batch(
+    batch: list[LoadedImage], method: Anonymizer, mask_scale: float
+) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
+    """All faces of all images in the batch go through the method in one call, then back into copies."""
+    crops: list[FaceCrop] = []
+    placements: list[tuple[int, int, Region]] = []  # (image in batch, frame, region) per crop
+    for image_index, loaded in enumerate(batch):
+        if loaded.error is not None:
+            continue
+        for frame_index, (frame, faces) in enumerate(zip(loaded.picture.frames, loaded.faces)):
+            view = rgb8(frame)
+            height, width = view.shape[:2]
+            for face_index, face in enumerate(faces):
+                region = face_region(face, width, height, mask_scale, method.context)
+                crops.append(_crop(view, region, face, face_seed(loaded.task.label, frame_index, face_index)))
+                placements.append((image_index, frame_index, region))
+    replacements = anonymize_fail_closed(method, crops)
+
+    outputs: dict[int, list[np.ndarray]] = {}
+    fallbacks: dict[int, int] = {}
+    compositors: dict[tuple[int, int], Compositor] = {}
+    for (image_index, frame_index, region), replacement in zip(placements, replacements):
+        if image_index not in outputs:
+            outputs[image_index] = [frame.copy() for frame in batch[image_index].picture.frames]
+        key = (image_index, frame_index)
+        if key not in compositors:
+            compositors[key] = Compositor(outputs[image_index][frame_index])
+        compositors[key].paste(region, replacement.pixels)
+        if replacement.fallback_reason:
+            fallbacks[image_index] = fallbacks.get(image_index, 0) + 1
+            batch[image_index].picture.notes.append(replacement.fallback_reason)
+    for image_index, loaded in enumerate(batch):
+        frames = outputs.get(image_index) or ([] if loaded.picture is None else loaded.picture.frames)
+        yield loaded, frames, fallbacks.get(image_index, 0)
+
+
+def _crop(view: np.ndarray, region: Region, face: Face, seed: int) -> FaceCrop:
+    offset = np.array([region.x1, region.y1], np.float32)
+    box = (face.box[0] - region.x1, face.box[1] - region.y1, face.box[2] - region.x1, face.box[3] - region.y1)
+    landmarks = None if face.landmarks is None else np.asarray(face.landmarks, np.float32) - offset
+    return FaceCrop(np.ascontiguousarray(view[region.slices]), region.mask, box, landmarks, seed)
+
+
+def _write(loaded: LoadedImage, frames: list[np.ndarray], fallbacks: int) -> FileResult:
+    task, picture = loaded.task, loaded.picture
+    faces = sum(len(per_frame) for per_frame in loaded.faces)
+    notes = list(dict.fromkeys(picture.notes))
+    try:
+        write_atomically(task.output, encode_picture(picture, frames))
+    except Exception as error:
+        return FileResult(task.label, FAILED, str(task.output), faces, len(frames), fallbacks, f"cannot write: {error}")
+    return FileResult(task.label, OK, str(task.output), faces, len(frames), fallbacks, notes=notes)
+
+
+def detect_images(tasks: list[Task], find_faces: FaceFinder, settings: ImageSettings) -> Iterator[LoadedImage]:
+    """Decode and detect, yielding each image with its faces per frame (or its error), in task order."""
+    with ThreadPoolExecutor(settings.read_threads) as readers:
+        for loaded in _prefetched(readers, tasks, settings):
+            _find_all_faces(loaded, find_faces)
+            yield loaded

@@ -1,0 +1,64 @@
+"""The face record every stage passes along: a box, a score and five landmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Left and right as seen in the image, the order RetinaFace and CenterFace both use.
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in image coordinates (pixels, x to the right, y down)."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None  # 5 points, or None when unknown
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def size(self) -> float:
+        return max(self.width, self.height)
+
+    def to_json(self) -> dict:
+        record: dict = {
+            "box": [round(v, 1) for v in self.box],
+            "score": round(self.score, 4),
+        }
+        record["landmarks"] = (
+            None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks]
+        )
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> Face:
+        box = record["box"]
+        if len(box) != 4 or not box[2] > box[0] or not box[3] > box[1]:
+            raise ValueError(f"box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {box}")
+        points = record.get("landmarks")
+        landmarks = None if not points else tuple((float(x), float(y)) for x, y in points)
+        return cls(tuple(float(v) for v in box), float(record.get("score", 1.0)), landmarks)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a (N, 4) and b (M, 4) given as x1, y1, x2, y2."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    left = np.maximum(a[:, None, 0], b[None, :, 0])
+    top = np.maximum(a[:, None, 1], b[None, :, 1])
+    right = np.minimum(a[:, None, 2], b[None, :, 2])
+    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
