@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def cuda_available() -> bool:
+    # Importing torch costs over a second; without an NVIDIA driver there is nothing for it to find.
+    if not Path("/proc/driver/nvidia/version").exists() and shutil.which("nvidia-smi") is None:
+        return False
     try:
         import torch
     except ImportError:

@@ -23,6 +23,7 @@ DEFAULT_MAX_MEGAPIXELS = 150.0
 
 EXIF_ORIENTATION = 0x0112
 EXIF_GPS_IFD = 0x8825
+EXIF_SUB_IFD = 0x8769
 
 # PIL decompression-bomb checks are replaced by our own limit, which names the flag that lifts it.
 Image.MAX_IMAGE_PIXELS = None
@@ -203,8 +204,8 @@ def _jpeg_encoding(image: Image.Image) -> dict:
 def _kept_metadata(image: Image.Image) -> dict:
     """EXIF without GPS, and with orientation reset because pixels are written upright."""
     exif = image.getexif()
+    exif.get_ifd(EXIF_SUB_IFD)  # loaded now, so it is written back with the rest
     exif.pop(EXIF_GPS_IFD, None)
-    exif.get_ifd(EXIF_GPS_IFD).clear()
     if EXIF_ORIENTATION in exif:
         exif[EXIF_ORIENTATION] = 1
     return {"exif": exif.tobytes()} if len(exif) else {}
@@ -229,10 +230,8 @@ def _to_array(image: Image.Image) -> np.ndarray:
 
 def _to_pil(frame: np.ndarray) -> Image.Image:
     if frame.shape[2] == 1:
-        return Image.fromarray(frame[:, :, 0], "I;16" if frame.dtype == np.uint16 else "L")
-    if frame.shape[2] == 2:
-        return Image.fromarray(frame, "LA")
-    return Image.fromarray(frame, "RGBA" if frame.shape[2] == 4 else "RGB")
+        return Image.fromarray(frame[:, :, 0])  # L, or I;16 for uint16
+    return Image.fromarray(frame)  # LA, RGB or RGBA by channel count
 
 
 def encode_picture(picture: Picture, frames: list[np.ndarray]) -> bytes:

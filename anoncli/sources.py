@@ -23,7 +23,12 @@ def find_files(inputs: Iterable[Path], extensions: frozenset[str]) -> list[tuple
     found: list[tuple[Path, Path]] = []
     for root in inputs:
         if root.is_dir():
-            files = (p for p in sorted(root.rglob("*")) if p.suffix.lower() in extensions and p.is_file())
+            # Broken links are kept so the user hears about them rather than losing a file silently.
+            files = (
+                p
+                for p in sorted(root.rglob("*"))
+                if p.suffix.lower() in extensions and (p.is_file() or (p.is_symlink() and not p.exists()))
+            )
             found.extend((root, path) for path in files if not _hidden(path.relative_to(root)))
         elif root.exists() or root.is_symlink():
             found.append((root, root))

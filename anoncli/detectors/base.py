@@ -1,8 +1,9 @@
 """The detector interface and the multi-scale plan every detector shares.
 
 A network only has to turn a batch of equally sized RGB images into raw boxes. This base class decides at
-which scales to look (the whole image once, then overlapping tiles of an upscaled copy so small faces in
-large photos are not missed) and merges the passes with non-maximum suppression.
+which scales to look (the whole image once at most 1024 px wide, then a finer pass on an upscaled copy, in
+overlapping tiles when that copy is large, so small faces in large photos are not missed) and merges the
+passes with non-maximum suppression.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ GLOBAL_SIDE = 1024
 # Tiles are square and overlap by enough that a small face lies whole inside at least one of them.
 TILE = 640
 TILE_OVERLAP = 160
-# The tiled pass upscales small images up to this factor and stops at this many pixels in all.
+# The fine pass upscales small images up to this factor and stops at this many pixels in all; up to
+# WHOLE_PASS_PIXELS it runs on the whole image at once, above that in tiles to bound memory.
 MAX_UPSCALE = 2.0
-TILED_PIXEL_BUDGET = 16_000_000
+FINE_PIXEL_BUDGET = 16_000_000
+WHOLE_PASS_PIXELS = 4_000_000
 TILE_BATCH = 8
 MERGE_IOU = 0.4
 
@@ -113,15 +116,19 @@ class Detector(ABC):
         height, width = image.shape[:2]
         global_scale = min(1.0, GLOBAL_SIDE / max(height, width))
         passes = [self._global_pass(image, global_scale)]
-        tiled_scale = min(MAX_UPSCALE, math.sqrt(TILED_PIXEL_BUDGET / (height * width)))
-        if tiled_scale > global_scale * 1.4:
-            passes.append(self._tiled_pass(image, tiled_scale))
+        fine_scale = min(MAX_UPSCALE, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
+        if fine_scale > global_scale * 1.4:
+            if fine_scale**2 * height * width <= WHOLE_PASS_PIXELS:
+                passes.append(self._global_pass(image, fine_scale))
+            else:
+                passes.append(self._tiled_pass(image, fine_scale))
         merged = RawDetections.concat(passes)
         merged = merged.select(non_max_suppression(merged.boxes, merged.scores, MERGE_IOU))
         return [self._to_face(merged, i, width, height) for i in range(len(merged.scores))]
 
     def _global_pass(self, image: np.ndarray, scale: float) -> RawDetections:
-        resized = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+        resized = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
         batch = pad_to_multiple(resized, self.input_multiple)[None]
         return self.infer(batch)[0].transformed(scale, 0.0, 0.0)
 

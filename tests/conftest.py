@@ -1,0 +1,103 @@
+"""Shared fixtures: real face images from sample_data/ and ../shared/data/, and pixel checks."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from anoncli.cli import app
+from anoncli.detectors import create_detector
+from anoncli.faces import Face
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "sample_data"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+ANNOTATED = SHARED_DATA / "group_photos" / "annotated"
+
+
+@pytest.fixture(scope="session")
+def detector():
+    return create_detector("retinaface", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return np.asarray(Image.open(SAMPLE_DATA / "astronaut.jpg").convert("RGB"))
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def annotated_boxes() -> dict[str, np.ndarray]:
+    """The 43 hand-drawn face boxes of dlib's example photos, x1 y1 x2 y2 per image."""
+    truth: dict[str, np.ndarray] = {}
+    for name in ("training.xml", "testing.xml"):
+        for image in ET.parse(ANNOTATED / name).getroot().iter("image"):
+            boxes = [
+                [
+                    float(b.get("left")),
+                    float(b.get("top")),
+                    float(b.get("left")) + float(b.get("width")),
+                    float(b.get("top")) + float(b.get("height")),
+                ]
+                for b in image.iter("box")
+            ]
+            truth[image.get("file")] = np.array(boxes)
+    return truth
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(Image.open(path))
+    if image.mode.startswith("I;16"):  # PIL's own RGB conversion clips 16-bit values instead of scaling
+        gray = np.asarray(image).astype(np.float32) / 257.0
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB")).astype(np.float32)
+
+
+def face_core(face: Face, shrink: float = 0.6) -> tuple[slice, slice]:
+    """The central part of a face box: it must always be replaced."""
+    x1, y1, x2, y2 = face.box
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * shrink / 2, (y2 - y1) * shrink / 2
+    return slice(int(cy - hh), int(cy + hh)), slice(int(cx - hw), int(cx + hw))
+
+
+def far_from_faces(shape: tuple[int, int], faces: list[Face], distance: float = 1.5) -> np.ndarray:
+    """Pixels farther than `distance` face sizes from every face centre."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
+    far = np.ones(shape, bool)
+    for face in faces:
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        far &= np.hypot(xs - cx, ys - cy) > distance * face.size
+    return far
+
+
+def assert_anonymized(original: np.ndarray, result: np.ndarray, faces: list[Face], far_tolerance: float = 3.0):
+    """Every face core changed clearly; the image far from faces kept (up to re-encoding noise)."""
+    assert original.shape == result.shape
+    assert faces, "the test image must contain faces"
+    for face in faces:
+        core = face_core(face)
+        change = np.abs(original[core] - result[core]).mean()
+        assert change > 8.0, f"face {face.box} barely changed (mean |Δ| = {change:.1f})"
+    far = far_from_faces(original.shape[:2], faces)
+    if far.any():
+        assert np.abs(original[far] - result[far]).mean() < far_tolerance
+
+
+def read_report(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,141 @@
+"""`anoncli anonymize` end to end on real faces: what changes, what must not, and what the report says."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anoncli.faces import Face, box_iou
+from conftest import ANNOTATED, SAMPLE_DATA, assert_anonymized, load_rgb, read_report
+
+EXIF_MAKE, EXIF_GPS_IFD, EXIF_GPS_LATITUDE = 0x010F, 0x8825, 2
+
+
+def tree_digest(folder) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A small folder of real photos: sample_data plus two of dlib's annotated group photos."""
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLE_DATA, folder)
+    (folder / "groups").mkdir()
+    for name in ("2008_002470.jpg", "2008_004176.jpg"):
+        shutil.copy(ANNOTATED / name, folder / "groups" / name)
+    return folder
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "mask"])
+def test_every_face_is_replaced_and_the_rest_kept(method, photos, tmp_path, cli, detector):
+    out = tmp_path / "out"
+    before = tree_digest(photos)
+    result = cli("anonymize", photos, "-o", out, "--method", method, "--report", tmp_path / "report.json")
+    assert result.exit_code == 0, result.output
+    assert tree_digest(photos) == before, "inputs must never change"
+    assert sorted(tree_digest(out)) == sorted(before), "the input tree is mirrored, names kept"
+
+    for source in photos.rglob("*.jpg"):
+        original, anonymized = load_rgb(source), load_rgb(out / source.relative_to(photos))
+        faces = detector.detect(original.astype(np.uint8))
+        assert_anonymized(original, anonymized, faces)
+        if method == "mask":
+            # Nothing a detector would still call a face remains where the faces were.
+            left = [f.box for f in detector.detect(anonymized.astype(np.uint8))]
+            if left:
+                assert box_iou(np.array([f.box for f in faces]), np.array(left)).max() < 0.4
+
+    report = read_report(tmp_path / "report.json")
+    assert report["totals"]["ok"] == 5 and report["totals"]["failed"] == 0
+    assert report["totals"]["faces"] >= 1 + 9 + 1 + 6 + 7
+    assert report["settings"]["method"] == method
+
+
+def test_jpeg_quality_follows_the_source(photos, tmp_path, cli):
+    out = tmp_path / "out"
+    cli("anonymize", photos / "groups", "-o", out)
+    for name in ("2008_002470.jpg", "2008_004176.jpg"):
+        source, written = Image.open(photos / "groups" / name), Image.open(out / name)
+        assert written.format == "JPEG"
+        assert written.quantization == source.quantization
+
+
+def test_rerun_skips_finished_outputs_and_overwrite_redoes_them(photos, tmp_path, cli):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    cli("anonymize", photos, "-o", out)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
+    (out / "astronaut.jpg").unlink()  # as if the first run had been cut off here
+
+    assert cli("anonymize", photos, "-o", out, "--report", report).exit_code == 0
+    totals = read_report(report)["totals"]
+    assert (totals["ok"], totals["skipped"]) == (1, 4)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p.exists() and p.name != "astronaut.jpg")
+
+    assert cli("anonymize", photos, "-o", out, "--overwrite", "--report", report).exit_code == 0
+    assert read_report(report)["totals"]["ok"] == 5
+    assert not list(out.rglob("*.anoncli-tmp")), "no temporary files are left behind"
+
+
+def test_refuses_to_write_into_its_own_input_tree(photos, cli):
+    result = cli("anonymize", photos, "-o", photos / "anonymized")
+    assert result.exit_code == 2
+    assert "inside input folder" in result.output
+    assert not (photos / "anonymized").exists()
+
+
+def test_metadata_is_stripped_by_default_and_location_never_kept(tmp_path, cli):
+    exif = Image.Exif()
+    exif[EXIF_MAKE] = "TestCam"
+    exif.get_ifd(EXIF_GPS_IFD)[EXIF_GPS_LATITUDE] = (59.0, 54.0, 40.0)
+    source = tmp_path / "in" / "tagged.jpg"
+    source.parent.mkdir()
+    Image.open(SAMPLE_DATA / "astronaut.jpg").save(source, exif=exif.tobytes(), quality=90)
+
+    cli("anonymize", source, "-o", tmp_path / "stripped")
+    assert len(Image.open(tmp_path / "stripped" / "tagged.jpg").getexif()) == 0
+
+    cli("anonymize", source, "-o", tmp_path / "kept", "--keep-metadata")
+    kept = Image.open(tmp_path / "kept" / "tagged.jpg").getexif()
+    assert kept.get(EXIF_MAKE) == "TestCam"
+    assert EXIF_GPS_IFD not in kept and not kept.get_ifd(EXIF_GPS_IFD)
+
+
+def test_user_detections_replace_the_detector(photos, tmp_path, cli):
+    source = photos / "astronaut.jpg"
+    own = {"path": str(source), "faces": [{"box": [20, 300, 120, 420], "score": 1.0}]}
+    detections = tmp_path / "mine.jsonl"
+    detections.write_text(json.dumps(own) + "\n")
+    out = tmp_path / "out"
+    assert cli("anonymize", source, "-o", out, "--method", "mask", "--detections", detections).exit_code == 0
+    original, result = load_rgb(source), load_rgb(out / "astronaut.jpg")
+    assert_anonymized(original, result, [Face((20, 300, 120, 420), 1.0)], far_tolerance=6.0)
+    # The detector was not run: the real face, which the user did not list, is untouched.
+    assert np.abs(original[80:160, 190:260] - result[80:160, 190:260]).mean() < 3
+
+
+def test_detect_output_feeds_anonymize(photos, tmp_path, cli):
+    detections = tmp_path / "faces.jsonl"
+    cli("detect", photos, "-o", detections)
+    via_file, direct = tmp_path / "via_file", tmp_path / "direct"
+    cli("anonymize", photos, "-o", via_file, "--detections", detections)
+    cli("anonymize", photos, "-o", direct)
+    for path in direct.rglob("*.jpg"):
+        # Boxes are rounded to 0.1 px in the file, so the masks differ by a hair.
+        assert np.abs(load_rgb(path) - load_rgb(via_file / path.relative_to(direct))).mean() < 0.3
+
+
+def test_images_missing_from_the_detections_file_fail_instead_of_passing_unmasked(photos, tmp_path, cli):
+    detections = tmp_path / "empty.jsonl"
+    detections.write_text("")
+    report = tmp_path / "report.json"
+    result = cli("anonymize", photos, "-o", tmp_path / "out", "--detections", detections, "--report", report)
+    assert result.exit_code == 1
+    assert read_report(report)["totals"]["failed"] == 5
+    assert not list((tmp_path / "out").rglob("*.jpg"))

@@ -1,0 +1,83 @@
+"""Detection: real networks on real faces, small faces included."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anoncli.detectors import DETECTORS, create_detector
+from anoncli.faces import box_iou
+from conftest import ANNOTATED, SAMPLE_DATA, annotated_boxes
+
+
+def recall_on_annotated(detector) -> tuple[float, int]:
+    found = total = 0
+    for name, truth in annotated_boxes().items():
+        image = np.asarray(Image.open(ANNOTATED / name).convert("RGB"))
+        boxes = np.array([face.box for face in detector.detect(image)]).reshape(-1, 4)
+        total += len(truth)
+        if len(boxes):
+            found += int((box_iou(truth, boxes).max(axis=1) >= 0.4).sum())
+    return found / total, total
+
+
+@pytest.mark.parametrize("name", DETECTORS.names())
+def test_recall_on_hand_labelled_group_photos(name):
+    recall, total = recall_on_annotated(create_detector(name, device="cpu"))
+    print(f"{name}: recall {recall:.3f} on {total} hand-drawn boxes at IoU >= 0.4")
+    assert total == 43
+    assert recall >= 0.95
+
+
+@pytest.mark.parametrize("name", DETECTORS.names())
+def test_each_detector_finds_the_astronaut_with_landmarks_inside_the_box(name, astronaut):
+    faces = create_detector(name, device="cpu").detect(astronaut)
+    assert len(faces) == 1
+    face = faces[0]
+    x1, y1, x2, y2 = face.box
+    assert 100 < face.height < 160 and face.score > 0.5
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face.landmarks)
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+def test_small_faces_in_a_large_scene_are_found(detector):
+    image = np.asarray(Image.open(SAMPLE_DATA / "scenes" / "crowd.jpg").convert("RGB"))
+    heights = sorted(face.height for face in detector.detect(image))
+    # The scene holds nine pasted busts; the smallest faces are about 20 px tall in a 1600 px wide image.
+    assert sum(h < 35 for h in heights) >= 3
+    assert len(heights) >= 9
+
+
+def test_detect_writes_one_json_record_per_image_upright(cli, tmp_path):
+    out = tmp_path / "faces.jsonl"
+    result = cli("detect", SAMPLE_DATA, "-o", out)
+    assert result.exit_code == 0
+    records = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in out.read_text().splitlines()}
+    assert set(records) == {"astronaut.jpg", "crowd.jpg", "phone_rotated.jpg"}
+    upright, rotated = records["astronaut.jpg"], records["phone_rotated.jpg"]
+    assert (rotated["width"], rotated["height"]) == (512, 512)
+    # The phone photo is stored sideways with EXIF orientation 6: its face is found where the upright one is.
+    assert box_iou(np.array(upright["faces"][0]["box"]), np.array(rotated["faces"][0]["box"]))[0, 0] > 0.8
+    face = upright["faces"][0]
+    assert len(face["box"]) == 4 and 0 < face["score"] <= 1 and len(face["landmarks"]) == 5
+
+
+def test_detect_csv_has_one_row_per_face(cli, tmp_path):
+    out = tmp_path / "faces.csv"
+    assert cli("detect", SAMPLE_DATA / "astronaut.jpg", "--format", "csv", "-o", out).exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 1
+    assert float(rows[0]["x2"]) > float(rows[0]["x1"]) and rows[0]["nose_x"]
+
+
+def test_unknown_detector_is_a_usage_error(cli):
+    result = cli("detect", SAMPLE_DATA, "--detector", "nope")
+    assert result.exit_code == 2
+    assert "retinaface" in result.output
