@@ -258,3 +258,74 @@ def anonymize(
 
 def run() -> None:
     app()
+
+
+train_app = typer.Typer(help="Train the project's generative methods on your own face images.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+DEFAULT_RUNS = Path("runs")
+
+
+@train_app.command("deepprivacy")
+def train_deepprivacy(
+    data: Annotated[Path, typer.Option("--data", help="Folder of face photos (e.g. ../shared/data/utkface).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Inference weights to write (a manifest .json and a resumable .train.pt go beside)."
+        ),
+    ] = Path("weights/deepprivacy64.pt"),
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Train this many more steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Faces per step (use more on a GPU).")] = 32,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint or the committed training state.")
+    ] = False,
+    work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = DEFAULT_RUNS
+    / "deepprivacy",
+    prepared: Annotated[
+        Optional[Path], typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>].")
+    ] = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Train the `deepprivacy` inpainting GAN; every few hundred steps it checkpoints and exports weights.
+
+    Data are prepared once (faces detected, context squares cached, see --prepared). A killed run
+    continues with --resume. Progress goes to --work-dir/log.jsonl and sample grids to --work-dir/samples/.
+    """
+    from anoncli.training.dataset import HELD_OUT_PERCENT, prepare_faces
+    from anoncli.training.deepprivacy import TrainConfig, Trainer
+
+    if not data.is_dir():
+        _fail_usage(f"--data {data} is not a folder")
+    resolved = resolve_device(device)
+    config = TrainConfig(weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, device=resolved)
+    trainer_exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
+    if trainer_exists and not resume:
+        _fail_usage(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
+    dataset = prepare_faces(
+        data,
+        prepared or DEFAULT_RUNS / "prepared" / data.resolve().name,
+        create_detector(DEFAULT_DETECTOR, device=resolved),
+        on_progress=lambda done, total: None if quiet or done % 1000 else errors.print(f"prepared {done}/{total}"),
+    )
+    config.data_description = {
+        "folder": data.name,
+        "faces": len(dataset.files),
+        "held_out_percent": HELD_OUT_PERCENT,
+        "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
+    }
+    trainer = Trainer(config, dataset)
+    errors.print(trainer.resume())
+
+    def report(record: dict) -> None:
+        if not quiet and record["step"] % 25 == 0:
+            errors.print(
+                f"step {record['step']}: D {record['d_loss']:.3f} (real {record['d_real']:.2f}, fake "
+                f"{record['d_fake']:.2f}) G {record['g_adversarial']:.3f} FM {record['g_feature_matching']:.3f} "
+                f"L1 ctx {record['l1_context']:.3f} face {record['l1_face']:.3f} "
+                f"{record['images_per_second']:.1f} img/s"
+            )
+
+    trainer.train(report)
+    errors.print(f"weights written to {out} (manifest {out.with_suffix('.json').name})")

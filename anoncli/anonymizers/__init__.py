@@ -11,6 +11,15 @@ METHODS.register("blur")(lambda device="cpu": Blur())
 METHODS.register("pixelate")(lambda device="cpu": Pixelate())
 METHODS.register("mask")(lambda device="cpu": Mask())
 
+
+@METHODS.register("deepprivacy")
+def _deepprivacy(device: str = "cpu") -> Anonymizer:
+    # Imported here: torch costs a second to load, and the baselines do not need it.
+    from anoncli.anonymizers.deepprivacy import DeepPrivacy
+
+    return DeepPrivacy(device=device)
+
+
 DEFAULT_METHOD = "blur"
 
 

@@ -1,0 +1,104 @@
+"""How a face becomes a generator input, shared by training and inference so both see the same thing.
+
+A square of CONTEXT × face size around the face box is cut out (zero-padded where it leaves the image, with
+a validity map saying so), the face ellipse is erased at full resolution *before* resizing, so no original
+face pixel can bleed into the network input, and the 5 landmarks become one Gaussian heat map each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Square side around the face as a multiple of the face box's larger side: hair, ears and neck for context.
+CONTEXT = 1.8
+KEYPOINT_SIGMA = 1.5  # in output pixels
+
+
+@dataclass(frozen=True)
+class Square:
+    """An axis-aligned square in source pixel coordinates."""
+
+    x: int
+    y: int
+    side: int
+
+
+def context_square(box: tuple[float, float, float, float], context: float = CONTEXT) -> Square:
+    x1, y1, x2, y2 = box
+    side = max(round(max(x2 - x1, y2 - y1) * context), 4)
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    return Square(round(centre_x - side / 2), round(centre_y - side / 2), side)
+
+
+def erase_ellipse(shape: tuple[int, int], box: tuple[float, float, float, float], scale: float) -> np.ndarray:
+    """Boolean (h, w) map of the face ellipse: the face box's proportions times `scale`, as the paste mask."""
+    x1, y1, x2, y2 = box
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    radius_x, radius_y = max(x2 - x1, 1e-3) / 2 * scale, max(y2 - y1, 1e-3) / 2 * scale
+    ys = (np.arange(shape[0], dtype=np.float32) + 0.5 - centre_y) / radius_y
+    xs = (np.arange(shape[1], dtype=np.float32) + 0.5 - centre_x) / radius_x
+    return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+
+
+def cut_square(image: np.ndarray, square: Square) -> tuple[np.ndarray, np.ndarray]:
+    """The square's pixels (zeros outside the image) and its validity map (1 inside the image)."""
+    height, width = image.shape[:2]
+    pixels = np.zeros((square.side, square.side, image.shape[2]), image.dtype)
+    valid = np.zeros((square.side, square.side), np.uint8)
+    left, top = max(square.x, 0), max(square.y, 0)
+    right, bottom = min(square.x + square.side, width), min(square.y + square.side, height)
+    if right > left and bottom > top:
+        pixels[top - square.y : bottom - square.y, left - square.x : right - square.x] = image[top:bottom, left:right]
+        valid[top - square.y : bottom - square.y, left - square.x : right - square.x] = 1
+    return pixels, valid
+
+
+@dataclass
+class GeneratorInput:
+    """Everything the generator may see of one face, at its working resolution."""
+
+    pixels: np.ndarray  # (R, R, 3) uint8, zero inside the erased face and outside the image
+    known: np.ndarray  # (R, R) float32: 1 where pixels are real context, 0 where erased or off-image
+    erased: np.ndarray  # (R, R) float32: 1 over the erased face
+    keypoints: np.ndarray  # (5, R, R) float32 heat maps
+
+
+def prepare_input(
+    crop: np.ndarray,
+    valid: np.ndarray,
+    erase: np.ndarray,
+    landmarks: np.ndarray | None,
+    resolution: int,
+) -> GeneratorInput:
+    """Erase the face in a square crop at full resolution, then shrink everything to `resolution`.
+
+    `erase` is a boolean map over the crop; `landmarks` are in the crop's pixel coordinates. Any working
+    pixel that the resize mixed from even one erased pixel is erased too, so no face pixel gets through.
+    """
+    side = crop.shape[0]
+    crop = crop.copy()
+    crop[erase] = 0
+    factor = resolution / side
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    size = (resolution, resolution)
+    pixels = cv2.resize(crop, size, interpolation=interpolation)
+    erased = cv2.resize(erase.astype(np.float32), size, interpolation=interpolation) > 0
+    inside = cv2.resize(valid.astype(np.float32), size, interpolation=interpolation) > 0.999
+    pixels[erased | ~inside] = 0
+    known = (~erased & inside).astype(np.float32)
+    points = None if landmarks is None else np.asarray(landmarks, np.float32) * factor
+    return GeneratorInput(pixels, known, erased.astype(np.float32), keypoint_maps(points, resolution))
+
+
+def keypoint_maps(points: np.ndarray | None, resolution: int) -> np.ndarray:
+    """One Gaussian blob per landmark; all-zero maps when the landmarks are unknown."""
+    maps = np.zeros((5, resolution, resolution), np.float32)
+    if points is None:
+        return maps
+    grid = np.arange(resolution, dtype=np.float32) + 0.5
+    for index, (x, y) in enumerate(points[:5]):
+        maps[index] = np.exp(-((grid[None, :] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * KEYPOINT_SIGMA**2))
+    return maps

@@ -1,0 +1,90 @@
+"""The inpainting generator (a U-Net) and its conditional discriminator, sized for CPU training.
+
+Generator input channels: masked RGB (3), known-context map (1), erased-face map (1), 5 landmark heat maps,
+and one channel of per-pixel noise inside the erased face; a latent vector joins at the bottleneck. The
+discriminator sees an image together with the same conditioning, so it judges whether the face fits.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+CONDITION_CHANNELS = 3 + 1 + 1 + 5  # masked RGB, known, erased, keypoints
+GENERATOR_INPUT_CHANNELS = CONDITION_CHANNELS + 1  # + noise
+LATENT_SIZE = 64
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1), _act(), PixelNorm())
+
+
+class Generator(nn.Module):
+    def __init__(self, resolution: int = 64, channels: tuple[int, ...] = (32, 64, 128, 192, 192)) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.channels = channels
+        self.stem = _conv(GENERATOR_INPUT_CHANNELS, channels[0])
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv(c_in, c_out, stride=2), _conv(c_out, c_out)) for c_in, c_out in pairwise(channels)
+        )
+        bottom = resolution // 2 ** (len(channels) - 1)
+        self.bottom_size = bottom
+        self.latent = nn.Linear(LATENT_SIZE, channels[-1] * bottom * bottom)
+        self.middle = _conv(channels[-1] * 2, channels[-1])
+        self.up = nn.ModuleList(
+            nn.Sequential(_conv(c_deep + c_skip, c_skip), _conv(c_skip, c_skip))
+            for c_deep, c_skip in zip(reversed(channels[1:]), reversed(channels[:-1]))
+        )
+        self.to_rgb = nn.Conv2d(channels[0], 3, 1)
+
+    def forward(self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64) → image in [-1, 1]."""
+        x = self.stem(torch.cat([condition, noise], dim=1))
+        skips = [x]
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        z = self.latent(latent).view(-1, self.channels[-1], self.bottom_size, self.bottom_size)
+        x = self.middle(torch.cat([x, z], dim=1))
+        for block in self.up:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = block(torch.cat([x, skips.pop()], dim=1))
+        return torch.tanh(self.to_rgb(x))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, resolution: int = 64, channels: tuple[int, ...] = (32, 64, 128, 192, 192)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3 + CONDITION_CHANNELS, channels[0], 3, 1, 1), _act()]
+        self.blocks = nn.ModuleList()
+        for c_in, c_out in pairwise(channels):
+            self.blocks.append(
+                nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), _act(), nn.Conv2d(c_out, c_out, 3, 2, 1), _act())
+            )
+        self.stem = nn.Sequential(*layers)
+        bottom = resolution // 2 ** (len(channels) - 1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * bottom * bottom, channels[-1]), _act())
+        self.out = nn.Linear(channels[-1], 1)
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Realness logit (N,) and the intermediate features (for feature matching)."""
+        x = self.stem(torch.cat([image, condition], dim=1))
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return self.out(self.head(x)).squeeze(1), features

@@ -1,0 +1,33 @@
+"""Turning prepared inputs into generator tensors and running the generator with per-face seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from anoncli.generative.geometry import GeneratorInput
+from anoncli.generative.networks import LATENT_SIZE, Generator
+
+
+def to_tensors(inputs: list[GeneratorInput], device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Condition (N, 10, R, R), erased map (N, 1, R, R) and known map (N, 1, R, R) as torch tensors."""
+    pixels = torch.from_numpy(np.stack([item.pixels for item in inputs])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    known = torch.from_numpy(np.stack([item.known for item in inputs]))[:, None]
+    erased = torch.from_numpy(np.stack([item.erased for item in inputs]))[:, None]
+    keypoints = torch.from_numpy(np.stack([item.keypoints for item in inputs]))
+    condition = torch.cat([pixels * known, known, erased, keypoints], dim=1)
+    return condition.to(device), erased.to(device), known.to(device)
+
+
+def generate(generator: Generator, condition: torch.Tensor, erased: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """Run the generator with per-face seeds: the same seed gives the same face."""
+    size = condition.shape[-1]
+    noises, latents = [], []
+    for seed in seeds:
+        rng = torch.Generator().manual_seed(int(seed))
+        noises.append(torch.randn(1, size, size, generator=rng))
+        latents.append(torch.randn(LATENT_SIZE, generator=rng))
+    dtype = next(generator.parameters()).dtype
+    noise = torch.stack(noises).to(condition.device, dtype) * erased.to(dtype)
+    latent = torch.stack(latents).to(condition.device, dtype)
+    return generator(condition.to(dtype), noise, latent)

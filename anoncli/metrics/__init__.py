@@ -1,0 +1,1 @@
+"""Measurements of how private and how useful an anonymization is."""

@@ -1,0 +1,99 @@
+"""Training faces, prepared once: detect each face, cut its context square, cache crops and keypoints.
+
+The cache is a folder of NumPy arrays (crops, validity maps, boxes, landmarks at PREPARED_RESOLUTION) plus
+the list of source files, so training reads memory-mapped arrays instead of decoding JPEGs every step.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from anoncli.detectors import Detector
+from anoncli.generative.geometry import context_square, cut_square
+
+PREPARED_RESOLUTION = 128
+HELD_OUT_PERCENT = 5
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def is_held_out(name: str) -> bool:
+    """A fixed 5 % of files, chosen by name, never used for training (evaluation uses them)."""
+    return zlib.crc32(name.encode()) % 100 < HELD_OUT_PERCENT
+
+
+@dataclass
+class FaceDataset:
+    """Prepared faces: crops (N, S, S, 3) uint8, valid (N, S, S) uint8, boxes (N, 4), landmarks (N, 5, 2)."""
+
+    crops: np.ndarray
+    valid: np.ndarray
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    files: list[str]
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        return np.array([i for i, name in enumerate(self.files) if not is_held_out(name)])
+
+    @property
+    def held_out_indices(self) -> np.ndarray:
+        return np.array([i for i, name in enumerate(self.files) if is_held_out(name)])
+
+    @classmethod
+    def load(cls, folder: Path) -> FaceDataset:
+        arrays = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("crops", "valid", "boxes", "landmarks")
+        }
+        files = json.loads((folder / "files.json").read_text())
+        return cls(files=files, **arrays)
+
+
+def prepare_faces(
+    data: Path,
+    cache: Path,
+    detector: Detector,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> FaceDataset:
+    """Detect one face per training image and cache its context square; reuses a finished cache."""
+    if (cache / "files.json").exists():
+        return FaceDataset.load(cache)
+    paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    size = PREPARED_RESOLUTION
+    crops = np.zeros((len(paths), size, size, 3), np.uint8)
+    valid = np.zeros((len(paths), size, size), np.uint8)
+    boxes = np.zeros((len(paths), 4), np.float32)
+    landmarks = np.zeros((len(paths), 5, 2), np.float32)
+    kept: list[str] = []
+    for number, path in enumerate(paths):
+        on_progress(number, len(paths))
+        image = np.asarray(Image.open(path).convert("RGB"))
+        faces = detector.detect(image)
+        if not faces:
+            continue
+        # The training chips hold one person each: take the most confident face.
+        face = max(faces, key=lambda f: f.score)
+        square = context_square(face.box)
+        pixels, inside = cut_square(image, square)
+        factor = size / square.side
+        index = len(kept)
+        crops[index] = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+        valid[index] = cv2.resize(inside * 255, (size, size), interpolation=cv2.INTER_AREA) == 255
+        offset = np.array([square.x, square.y], np.float32)
+        boxes[index] = (np.array(face.box, np.float32).reshape(2, 2) - offset).ravel() * factor
+        landmarks[index] = (np.array(face.landmarks, np.float32) - offset) * factor
+        kept.append(str(path.relative_to(data)))
+    cache.mkdir(parents=True, exist_ok=True)
+    count = len(kept)
+    for name, array in (("crops", crops), ("valid", valid), ("boxes", boxes), ("landmarks", landmarks)):
+        np.save(cache / f"{name}.npy", array[:count])
+    (cache / "files.json").write_text(json.dumps(kept))
+    on_progress(len(paths), len(paths))
+    return FaceDataset.load(cache)

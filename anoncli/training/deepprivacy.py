@@ -1,0 +1,297 @@
+"""Training the `deepprivacy` inpainting GAN: resumable, logged, with sample grids a person can look at.
+
+Losses: non-saturating GAN with lazy R1 on real images; for the generator, feature matching against the
+discriminator's features of the paired real face (offline stand-in for a perceptual loss), L1 on the known
+context (so the output continues the surroundings without a seam) and a small L1 inside the face.
+The generator's weights are averaged (EMA); the average is what ships.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from anoncli.generative.geometry import erase_ellipse, prepare_input
+from anoncli.generative.networks import Discriminator, Generator
+from anoncli.generative.sampling import generate, to_tensors
+from anoncli.generative.weights import save_generator
+from anoncli.training.dataset import FaceDataset
+
+FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
+
+
+@dataclass
+class TrainConfig:
+    weights: Path  # where the inference weights (EMA, fp16) and manifest go
+    work_dir: Path  # full checkpoints, logs and sample grids (not committed)
+    steps: int = 1000  # train this many more steps
+    batch_size: int = 32
+    resolution: int = 64
+    channels: tuple[int, ...] = (24, 48, 96, 192, 192)
+    lr: float = 5e-4
+    r1_gamma: float = 1.0
+    r1_every: int = 4
+    feature_matching: float = 2.0
+    l1_context: float = 2.0
+    l1_face: float = 1.0
+    ema_beta: float = 0.999
+    mask_scales: tuple[float, float] = (1.15, 1.5)
+    checkpoint_every: int = 250
+    sample_every: int = 250
+    device: str = "cpu"
+    seed: int = 0
+    data_description: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    images_seen: int = 0
+    wall_seconds: float = 0.0
+
+
+def sample_batch(
+    dataset: FaceDataset, indices: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Condition, erased map, known map and real image (in [-1, 1], zero off-image) for random faces."""
+    inputs, reals = [], []
+    size = config.resolution
+    for index in indices:
+        crop, valid = np.asarray(dataset.crops[index]), np.asarray(dataset.valid[index])
+        box, points = np.asarray(dataset.boxes[index]).copy(), np.asarray(dataset.landmarks[index]).copy()
+        if rng.random() < 0.5:
+            width = crop.shape[1]
+            crop, valid = crop[:, ::-1].copy(), valid[:, ::-1].copy()
+            box = np.array([width - box[2], box[1], width - box[0], box[3]], np.float32)
+            points = points[FLIPPED_LANDMARKS] * [-1, 1] + [width, 0]
+        erase = erase_ellipse(crop.shape[:2], tuple(box), rng.uniform(*config.mask_scales))
+        inputs.append(prepare_input(crop, valid, erase, points, size))
+        real = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        inside = cv2.resize(valid.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0.999
+        reals.append(real * inside[:, :, None])
+    condition, erased, known = to_tensors(inputs, config.device)
+    real = torch.from_numpy(np.stack(reals)).permute(0, 3, 1, 2).float().to(config.device) / 127.5 - 1
+    valid_map = (condition[:, 3:4] + erased).clamp(max=1)  # known or erased = inside the image
+    return condition, erased, known, real * valid_map
+
+
+def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
+    """What gets pasted: generated pixels in the erased face, the real context around it."""
+    return fake * erased + real * (1 - erased)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, dataset: FaceDataset) -> None:
+        self.config = config
+        self.dataset = dataset
+        torch.manual_seed(config.seed)
+        self.generator = Generator(config.resolution, config.channels).to(config.device)
+        self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
+        self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        betas = (0.0, 0.99)
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), config.lr, betas=betas)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), config.lr, betas=betas)
+        self.state = TrainState()
+        self.train_indices = dataset.train_indices
+        self.preview_indices = dataset.held_out_indices[:8]
+        self.rng = np.random.default_rng(config.seed)
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.config.work_dir / "checkpoint.pt"
+
+    @property
+    def seed_state_path(self) -> Path:
+        """Small resumable state committed beside the weights: both networks in fp16, no optimizer moments."""
+        return self.config.weights.with_suffix(".train.pt")
+
+    def resume(self) -> str:
+        if self.checkpoint_path.exists():
+            saved = torch.load(self.checkpoint_path, map_location=self.config.device, weights_only=True)
+            self.generator.load_state_dict(saved["generator"])
+            self.discriminator.load_state_dict(saved["discriminator"])
+            self.ema.load_state_dict(saved["ema"])
+            self.g_optimizer.load_state_dict(saved["g_optimizer"])
+            self.d_optimizer.load_state_dict(saved["d_optimizer"])
+            self.state = TrainState(**saved["state"])
+            self.rng = np.random.default_rng(self.config.seed + self.state.step)
+            return f"resumed from {self.checkpoint_path} at step {self.state.step}"
+        if self.seed_state_path.exists():
+            saved = torch.load(self.seed_state_path, map_location=self.config.device, weights_only=True)
+            for module, key in (
+                (self.generator, "generator"),
+                (self.discriminator, "discriminator"),
+                (self.ema, "ema"),
+            ):
+                module.load_state_dict({name: tensor.float() for name, tensor in saved[key].items()})
+            self.state = TrainState(**saved["state"])
+            self.rng = np.random.default_rng(self.config.seed + self.state.step)
+            return f"resumed from {self.seed_state_path} at step {self.state.step} (fresh optimizer moments)"
+        return "started from scratch"
+
+    def save_checkpoint(self) -> None:
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "generator": self.generator.state_dict(),
+                "discriminator": self.discriminator.state_dict(),
+                "ema": self.ema.state_dict(),
+                "g_optimizer": self.g_optimizer.state_dict(),
+                "d_optimizer": self.d_optimizer.state_dict(),
+                "state": asdict(self.state),
+            },
+            temporary,
+        )
+        temporary.replace(self.checkpoint_path)
+
+    def export(self, metrics: dict | None = None) -> None:
+        """Write the shipped weights (EMA, fp16), their manifest, the resumable seed state and a sample grid."""
+        config = self.config
+        manifest = {
+            "method": "deepprivacy",
+            "training": {
+                "steps": self.state.step,
+                "images_seen": self.state.images_seen,
+                "wall_seconds": round(self.state.wall_seconds),
+                "batch_size": config.batch_size,
+                "losses": "non-saturating GAN + lazy R1, paired D feature matching, L1 context + face",
+                "hyperparameters": {
+                    k: v
+                    for k, v in asdict(config).items()
+                    if k not in ("weights", "work_dir", "data_description", "device")
+                },
+            },
+            "data": config.data_description,
+            "metrics": metrics or {},
+        }
+        save_generator(self.ema, config.weights, manifest)
+        half = {name: tensor.half() for name, tensor in self.generator.state_dict().items()}
+        seed_state = {
+            "generator": half,
+            "discriminator": {name: tensor.half() for name, tensor in self.discriminator.state_dict().items()},
+            "ema": {name: tensor.half() for name, tensor in self.ema.state_dict().items()},
+            "state": asdict(self.state),
+        }
+        temporary = self.seed_state_path.with_suffix(".tmp")
+        torch.save(seed_state, temporary)
+        temporary.replace(self.seed_state_path)
+        self.sample_grid(config.weights.with_name(config.weights.stem + "_samples.png"))
+
+    # -- training ----------------------------------------------------------------------------------------
+
+    def step(self) -> dict:
+        config = self.config
+        indices = self.rng.choice(self.train_indices, config.batch_size)
+        condition, erased, known, real = sample_batch(self.dataset, indices, config, self.rng)
+        seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
+        fake = composite(generate(self.generator, condition, erased, seeds), real, erased)
+
+        # Discriminator: real vs composite, R1 on reals every few steps.
+        real_logits, _ = self.discriminator(real, condition)
+        fake_logits, _ = self.discriminator(fake.detach(), condition)
+        d_loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+        r1 = torch.zeros(())
+        if self.state.step % config.r1_every == 0:
+            real_r1 = real.detach().requires_grad_(True)
+            logits, _ = self.discriminator(real_r1, condition)
+            (gradient,) = torch.autograd.grad(logits.sum(), real_r1, create_graph=True)
+            r1 = gradient.pow(2).sum(dim=(1, 2, 3)).mean()
+            d_loss = d_loss + config.r1_gamma / 2 * r1 * config.r1_every
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+
+        # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face.
+        raw = generate(self.generator, condition, erased, seeds)
+        fake = composite(raw, real, erased)
+        logits, fake_features = self.discriminator(fake, condition)
+        with torch.no_grad():
+            _, real_features = self.discriminator(real, condition)
+        adversarial = F.softplus(-logits).mean()
+        matching = sum(F.l1_loss(f, r) for f, r in zip(fake_features, real_features)) / len(fake_features)
+        context = (torch.abs(raw - real) * known).sum() / known.sum().clamp(min=1) / 3
+        face = (torch.abs(raw - real) * erased).sum() / erased.sum().clamp(min=1) / 3
+        g_loss = adversarial + config.feature_matching * matching + config.l1_context * context + config.l1_face * face
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optimizer.step()
+        self._update_ema()
+
+        self.state.step += 1
+        self.state.images_seen += config.batch_size
+        return {
+            "step": self.state.step,
+            "d_loss": round(d_loss.item(), 4),
+            "r1": round(r1.item(), 4),
+            "g_adversarial": round(adversarial.item(), 4),
+            "g_feature_matching": round(float(matching), 4),
+            "l1_context": round(context.item(), 4),
+            "l1_face": round(face.item(), 4),
+            "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
+            "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
+        }
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        beta = min(self.config.ema_beta, (1 + self.state.step) / (10 + self.state.step))
+        for average, current in zip(self.ema.parameters(), self.generator.parameters()):
+            average.lerp_(current, 1 - beta)
+
+    @torch.no_grad()
+    def sample_grid(self, path: Path) -> None:
+        """Rows of held-out faces: conditioning | two generated faces (different seeds) | real."""
+        config = self.config
+        rng = np.random.default_rng(0)
+        condition, erased, _, real = sample_batch(self.dataset, self.preview_indices, config, rng)
+        seeds = list(range(len(self.preview_indices)))
+        first = composite(generate(self.ema, condition, erased, seeds), real, erased)
+        second = composite(generate(self.ema, condition, erased, [s + 1000 for s in seeds]), real, erased)
+        columns = [condition[:, :3], first, second, real]
+        grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
+        image = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST).save(path)
+
+    def train(self, on_step: Callable[[dict], None] = lambda record: None) -> None:
+        config = self.config
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        target = self.state.step + config.steps
+        log = (config.work_dir / "log.jsonl").open("a", encoding="utf-8")
+        started = last = time.perf_counter()
+        try:
+            while self.state.step < target:
+                record = self.step()
+                now = time.perf_counter()
+                self.state.wall_seconds += now - last
+                last = now
+                record["images_per_second"] = round(
+                    config.batch_size * (record["step"] - (target - config.steps)) / (now - started), 2
+                )
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                on_step(record)
+                if not math.isfinite(record["d_loss"]):
+                    raise FloatingPointError(f"training diverged at step {record['step']}")
+                if self.state.step % config.sample_every == 0:
+                    self.sample_grid(config.work_dir / "samples" / f"step_{self.state.step:07d}.png")
+                if self.state.step % config.checkpoint_every == 0:
+                    self.save_checkpoint()
+                    self.export()
+        finally:
+            log.close()
+            self.save_checkpoint()
+            self.export()
