@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first and pinned: 2.13.0 is the local CPU wheel; letting a dependency resolve torch pulls a CUDA build.
 $(INSTALLED): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,eval]"
 	touch $@
 
 demo: $(INSTALLED)

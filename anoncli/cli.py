@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,8 +23,9 @@ from anoncli.detectors import DEFAULT_DETECTOR, DETECTORS, create_detector
 from anoncli.device import DEVICES, resolve_device
 from anoncli.engine import FaceFinder, ImageSettings, anonymize_images, detect_images
 from anoncli.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
-from anoncli.report import FAILED, OK, FileResult, Report
+from anoncli.report import FAILED, OK, SKIPPED, FileResult, Report
 from anoncli.sources import UsageError, plan_inputs, plan_outputs
+from anoncli.video_io import DEFAULT_CODEC, VIDEO_EXTENSIONS, EncoderSettings
 
 app = typer.Typer(
     help="Find faces in images and anonymize them, offline. Run `anoncli COMMAND --help` for details.",
@@ -78,19 +83,43 @@ def _fail_usage(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _build_detector(name: str, threshold: float | None, device: str) -> FaceFinder:
-    options: dict = {"device": device}
+def _build_detector(name: str, threshold: float | None, device: str, **extra: object) -> FaceFinder:
+    options: dict = {"device": device, **extra}
     if threshold is not None:
         options["threshold"] = threshold
     detector = create_detector(name, **options)
     return lambda task, frame, image: detector.detect(image)
 
 
+class _Bar:
+    """Advances a rich progress task and shows its rate; does nothing when there is no bar."""
+
+    def __init__(self, progress: Progress | None, unit: str) -> None:
+        self.progress, self.unit = progress, unit
+        self.task = progress.add_task("", total=None, rate="") if progress else None
+
+    def __call__(self, advance: int = 1) -> None:
+        if self.progress is None:
+            return
+        self.progress.advance(self.task, advance)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:.1f} {self.unit}/s" if speed else "")
+
+    def set_total(self, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, total=total or None)
+
+    def set(self, completed: int, total: int) -> None:
+        if self.progress is not None:
+            self.set_total(total)
+            self(completed - int(self.progress.tasks[0].completed))
+
+
 @contextmanager
-def _progress(total: int, quiet: bool, what: str):
+def _progress(total: int, quiet: bool, what: str, unit: str = "images") -> Iterator[_Bar]:
     """A rich progress bar with rate and ETA on a terminal; nothing when quiet or piped."""
-    if quiet or not sys.stderr.isatty() or total == 0:
-        yield lambda: None
+    if quiet or not sys.stderr.isatty():
+        yield _Bar(None, unit)
         return
     columns = (
         TextColumn(f"[bold]{what}"),
@@ -100,14 +129,9 @@ def _progress(total: int, quiet: bool, what: str):
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=errors, transient=True) as progress:
-        bar = progress.add_task(what, total=total, rate="")
-
-        def advance() -> None:
-            progress.advance(bar)
-            speed = progress.tasks[0].speed
-            progress.update(bar, rate=f"{speed:.1f} images/s" if speed else "")
-
-        yield advance
+        bar = _Bar(progress, unit)
+        bar.set_total(total)
+        yield bar
 
 
 def _report_failure(result: FileResult) -> None:
@@ -185,8 +209,15 @@ def anonymize(
         str, typer.Option("--method", "-m", help=f"How faces are replaced: {', '.join(METHODS.names())}.")
     ] = DEFAULT_METHOD,
     mask_scale: Annotated[
-        float, typer.Option("--mask-scale", min=0.5, max=4.0, help="Mask ellipse size relative to the face box.")
-    ] = 1.3,
+        Optional[float],
+        typer.Option(
+            "--mask-scale",
+            min=0.5,
+            max=4.0,
+            help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy].",
+            show_default=False,
+        ),
+    ] = None,
     detector: DetectorOption = DEFAULT_DETECTOR,
     threshold: ThresholdOption = None,
     detections: Annotated[
@@ -224,6 +255,7 @@ def anonymize(
         anonymizer = create_method(method, device=resolved)
     except (UsageError, KeyError, ValueError) as error:
         _fail_usage(str(error).strip("'\""))
+    mask_scale = mask_scale or anonymizer.default_mask_scale
     settings = ImageSettings(
         mask_scale=mask_scale,
         batch_size=batch_size,
@@ -258,6 +290,201 @@ def anonymize(
 
 def run() -> None:
     app()
+
+
+VIDEO_MAX_UPSCALE = 1.0
+
+
+class TrackFormat(StrEnum):
+    jsonl = "jsonl"
+    mot = "mot"
+
+
+DetectEveryOption = Annotated[
+    int, typer.Option("--detect-every", min=1, help="Detect on every k-th frame and track in between (faster).")
+]
+
+
+def _image_detector(name: str, threshold: float | None, device: str) -> Callable[[np.ndarray], list]:
+    """A detector for video frames: one pass at native size, since tracking covers what a frame misses."""
+    find = _build_detector(name, threshold, device, max_upscale=VIDEO_MAX_UPSCALE)
+    return lambda image: find(None, 0, image)
+
+
+@app.command()
+def video(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Video files and folders (searched recursively).", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; input folders are mirrored inside.")],
+    method: Annotated[
+        str, typer.Option("--method", "-m", help=f"How faces are replaced: {', '.join(METHODS.names())}.")
+    ] = DEFAULT_METHOD,
+    mask_scale: Annotated[
+        Optional[float],
+        typer.Option(
+            "--mask-scale",
+            min=0.5,
+            max=4.0,
+            help="Mask size relative to the face box [default: the method's].",
+            show_default=False,
+        ),
+    ] = None,
+    detector: DetectorOption = DEFAULT_DETECTOR,
+    threshold: ThresholdOption = None,
+    detect_every: DetectEveryOption = 1,
+    identity_lock: Annotated[
+        bool,
+        typer.Option(
+            "--identity-lock/--no-identity-lock", help="One fake face per tracked person (generative methods)."
+        ),
+    ] = True,
+    codec: Annotated[str, typer.Option("--codec", help="Video encoder (FFmpeg name).")] = DEFAULT_CODEC,
+    bitrate: Annotated[
+        Optional[str],
+        typer.Option("--bitrate", help="Video bitrate such as 2M or 800k [default: the source's].", show_default=False),
+    ] = None,
+    crf: Annotated[
+        Optional[float],
+        typer.Option("--crf", help="Constant quality instead of a bitrate (x264: 0–51).", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Frames whose faces go to the method together.")
+    ] = 8,
+    device: DeviceOption = "auto",
+    report_path: Annotated[
+        Optional[Path], typer.Option("--report", help="Write a JSON report of every video here.")
+    ] = None,
+    keep_metadata: Annotated[
+        bool,
+        typer.Option("--keep-metadata", help="Keep all container metadata (default: drop location and device tags)."),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip).")
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Anonymize every face in every frame of videos, keeping frame rate, timestamps, bitrate and audio.
+
+    Faces are tracked: a face the detector misses for up to a second keeps its mask, and a face is also
+    covered in the half second before it is first detected. Audio is copied unchanged. Exit code: 0 all
+    done, 1 some failed, 2 usage error.
+    """
+    from anoncli.video_engine import VideoSettings, anonymize_video
+
+    try:
+        tasks = plan_outputs(inputs, output, VIDEO_EXTENSIONS)
+        resolved = resolve_device(device)
+        find_faces = _image_detector(detector, threshold, resolved)
+        anonymizer = create_method(method, device=resolved)
+        target = _parse_bitrate(bitrate) if bitrate else None
+    except (UsageError, KeyError, ValueError) as error:
+        _fail_usage(str(error).strip("'\""))
+    settings = VideoSettings(
+        mask_scale=mask_scale or anonymizer.default_mask_scale,
+        batch_size=batch_size,
+        detect_every=detect_every,
+        identity_lock=identity_lock,
+        overwrite=overwrite,
+        encoder=EncoderSettings(codec=codec, bitrate=target, crf=crf, keep_metadata=keep_metadata),
+    )
+    report = Report(
+        "video",
+        {
+            "method": method,
+            "detector": detector,
+            "threshold": threshold,
+            "mask_scale": settings.mask_scale,
+            "detect_every": detect_every,
+            "identity_lock": identity_lock,
+            "codec": codec,
+            "bitrate": target,
+            "crf": crf,
+            "device": resolved,
+            "keep_metadata": keep_metadata,
+        },
+    )
+    started = time.perf_counter()
+    for task in tasks:
+        if task.output.exists() and not overwrite:
+            report.files.append(
+                FileResult(task.label, SKIPPED, str(task.output), notes=["output exists; --overwrite to redo"])
+            )
+            continue
+        with _progress(0, quiet, task.source.name, unit="frames") as bar:
+            result = anonymize_video(task, find_faces, anonymizer, settings, on_frame=bar.set)
+        report.files.append(result)
+        _report_failure(result)
+    report.seconds = time.perf_counter() - started
+    if report_path is not None:
+        report.write(report_path)
+    if not quiet:
+        errors.print(report.summary("videos"))
+    raise typer.Exit(report.exit_code)
+
+
+def _parse_bitrate(text: str) -> int:
+    multipliers = {"k": 1_000, "m": 1_000_000}
+    number, unit = text.strip().lower(), 1
+    if number and number[-1] in multipliers:
+        number, unit = number[:-1], multipliers[number[-1]]
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise ValueError(f"--bitrate must look like 2M, 800k or 1500000, got {text!r}") from None
+    if value <= 0:
+        raise ValueError("--bitrate must be positive")
+    return int(value)
+
+
+@app.command()
+def track(
+    source: Annotated[Path, typer.Argument(help="A video file.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output_format: Annotated[
+        TrackFormat, typer.Option("--format", help="jsonl: one record per frame; mot: MOTChallenge CSV.")
+    ] = TrackFormat.jsonl,
+    detector: DetectorOption = DEFAULT_DETECTOR,
+    threshold: ThresholdOption = None,
+    detect_every: DetectEveryOption = 1,
+    device: DeviceOption = "auto",
+) -> None:
+    """Track faces through a video: per frame its index, time and every tracked box with its track id and
+    whether it was detected or predicted (upright-frame coordinates)."""
+    from anoncli.video_engine import VideoSettings, track_video
+    from anoncli.video_io import VideoReadError, probe_video
+
+    try:
+        find_faces = _image_detector(detector, threshold, resolve_device(device))
+        info = probe_video(source)
+    except (KeyError, ValueError) as error:
+        _fail_usage(str(error).strip("'\""))
+    except VideoReadError as error:
+        errors.print(f"[red]error:[/] {source}: {error}")
+        raise typer.Exit(1) from None
+    stream = output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout)
+    with stream as out:
+        for tracked in track_video(source, info, find_faces, VideoSettings(detect_every=detect_every)):
+            decoded, _ = tracked.payload
+            seconds = float(decoded.frame.time) if decoded.frame.time is not None else None
+            entries = sorted(tracked.faces.values(), key=lambda entry: entry.track_id)
+            if output_format is TrackFormat.mot:
+                for entry in entries:
+                    x1, y1, x2, y2 = entry.face.box
+                    out.write(
+                        f"{tracked.index + 1},{entry.track_id},{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},"
+                        f"{entry.face.score if entry.detected else 0:.4f},-1,-1,-1\n"
+                    )
+                continue
+            record = {
+                "frame": tracked.index,
+                "time": None if seconds is None else round(seconds, 6),
+                "faces": [
+                    {"track_id": entry.track_id, "detected": entry.detected, **entry.face.to_json()}
+                    for entry in entries
+                ],
+            }
+            out.write(json.dumps(record) + "\n")
 
 
 train_app = typer.Typer(help="Train the project's generative methods on your own face images.", no_args_is_help=True)

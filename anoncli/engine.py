@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anoncli.anonymizers import Anonymizer, FaceCrop, anonymize_fail_closed
+from anoncli.anonymizers import Anonymizer
 from anoncli.faces import Face
+from anoncli.frames import FrameJob, anonymize_frames
 from anoncli.images import ImageReadError, Picture, encode_picture, read_picture, rgb8, write_atomically
-from anoncli.paste import Compositor
-from anoncli.regions import Region, face_region
 from anoncli.report import FAILED, OK, SKIPPED, FileResult, Report
 from anoncli.sources import Task
 
@@ -141,7 +140,7 @@ def _find_all_faces(loaded: LoadedImage, find_faces: FaceFinder) -> None:
         for index, frame in enumerate(loaded.picture.frames):
             faces = find_faces(loaded.task, index, rgb8(frame))
             loaded.faces.append([f for f in faces if f.width >= MIN_FACE_SIDE and f.height >= MIN_FACE_SIDE])
-    except Exception as error:
+    except Exception as error:  # a file whose faces cannot be found must not be written
         loaded.error = f"face detection failed: {error}"
 
 
@@ -149,43 +148,24 @@ def _anonymize_batch(
     batch: list[LoadedImage], method: Anonymizer, mask_scale: float
 ) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
     """All faces of all images in the batch go through the method in one call, then back into copies."""
-    crops: list[FaceCrop] = []
-    placements: list[tuple[int, int, Region]] = []  # (image in batch, frame, region) per crop
+    jobs: list[FrameJob] = []
+    owners: list[int] = []
     for image_index, loaded in enumerate(batch):
         if loaded.error is not None:
             continue
         for frame_index, (frame, faces) in enumerate(zip(loaded.picture.frames, loaded.faces)):
-            view = rgb8(frame)
-            height, width = view.shape[:2]
-            for face_index, face in enumerate(faces):
-                region = face_region(face, width, height, mask_scale, method.context)
-                crops.append(_crop(view, region, face, face_seed(loaded.task.label, frame_index, face_index)))
-                placements.append((image_index, frame_index, region))
-    replacements = anonymize_fail_closed(method, crops)
-
-    outputs: dict[int, list[np.ndarray]] = {}
+            seeds = [face_seed(loaded.task.label, frame_index, face_index) for face_index in range(len(faces))]
+            jobs.append(FrameJob(frame, faces, seeds))
+            owners.append(image_index)
+    results = anonymize_frames(jobs, method, mask_scale)
+    frames: dict[int, list[np.ndarray]] = {}
     fallbacks: dict[int, int] = {}
-    compositors: dict[tuple[int, int], Compositor] = {}
-    for (image_index, frame_index, region), replacement in zip(placements, replacements):
-        if image_index not in outputs:
-            outputs[image_index] = [frame.copy() for frame in batch[image_index].picture.frames]
-        key = (image_index, frame_index)
-        if key not in compositors:
-            compositors[key] = Compositor(outputs[image_index][frame_index])
-        compositors[key].paste(region, replacement.pixels)
-        if replacement.fallback_reason:
-            fallbacks[image_index] = fallbacks.get(image_index, 0) + 1
-            batch[image_index].picture.notes.append(replacement.fallback_reason)
+    for image_index, result in zip(owners, results):
+        frames.setdefault(image_index, []).append(result.frame)
+        fallbacks[image_index] = fallbacks.get(image_index, 0) + len(result.fallbacks)
+        batch[image_index].picture.notes.extend(result.fallbacks)
     for image_index, loaded in enumerate(batch):
-        frames = outputs.get(image_index) or ([] if loaded.picture is None else loaded.picture.frames)
-        yield loaded, frames, fallbacks.get(image_index, 0)
-
-
-def _crop(view: np.ndarray, region: Region, face: Face, seed: int) -> FaceCrop:
-    offset = np.array([region.x1, region.y1], np.float32)
-    box = (face.box[0] - region.x1, face.box[1] - region.y1, face.box[2] - region.x1, face.box[3] - region.y1)
-    landmarks = None if face.landmarks is None else np.asarray(face.landmarks, np.float32) - offset
-    return FaceCrop(np.ascontiguousarray(view[region.slices]), region.mask, box, landmarks, seed)
+        yield loaded, frames.get(image_index, []), fallbacks.get(image_index, 0)
 
 
 def _write(loaded: LoadedImage, frames: list[np.ndarray], fallbacks: int) -> FileResult:
@@ -194,7 +174,7 @@ def _write(loaded: LoadedImage, frames: list[np.ndarray], fallbacks: int) -> Fil
     notes = list(dict.fromkeys(picture.notes))
     try:
         write_atomically(task.output, encode_picture(picture, frames))
-    except Exception as error:
+    except Exception as error:  # one unwritable file must not stop the batch
         return FileResult(task.label, FAILED, str(task.output), faces, len(frames), fallbacks, f"cannot write: {error}")
     return FileResult(task.label, OK, str(task.output), faces, len(frames), fallbacks, notes=notes)
 

@@ -23,6 +23,7 @@ class FileResult:
     fallback_faces: int = 0  # faces covered by a solid mask because the method failed on them
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    video: dict | None = None  # videos only: tracks, frame rates, durations, bitrates in and out
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Report:
     def exit_code(self) -> int:
         return 1 if any(result.status == FAILED for result in self.files) else 0
 
-    def summary(self) -> str:
+    def summary(self, unit: str = "images") -> str:
         totals = self.totals()
         parts = [
             f"{totals[OK]} written",
@@ -59,7 +60,7 @@ class Report:
         if totals["fallback_faces"]:
             parts.append(f"{totals['fallback_faces']} faces masked solid after a method failure")
         rate = totals["files"] / self.seconds if self.seconds > 0 else 0.0
-        return f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s)"
+        return f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} {unit}/s)"
 
     def to_json(self) -> dict:
         return {

@@ -18,22 +18,20 @@ from PIL import Image
 
 from anoncli.anonymizers import FaceCrop, create_method
 from anoncli.detectors import create_detector
+from anoncli.frames import face_crop
 from anoncli.regions import face_region
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
 
-def face_crops(context: float) -> list[FaceCrop]:
+def face_crops(context: float, method_mask_scale: float) -> list[FaceCrop]:
     detector = create_detector("retinaface")
     crops = []
     for path in sorted(SAMPLE_DATA.rglob("*.jpg")):
         image = np.asarray(Image.open(path).convert("RGB"))
         for seed, face in enumerate(detector.detect(image)):
-            region = face_region(face, image.shape[1], image.shape[0], 1.3, context)
-            offset = np.array([region.x1, region.y1], np.float32)
-            box = tuple(np.array(face.box).reshape(2, 2).__sub__(offset).ravel().tolist())
-            landmarks = np.asarray(face.landmarks, np.float32) - offset
-            crops.append(FaceCrop(image[region.slices].copy(), region.mask, box, landmarks, seed))
+            region = face_region(face, image.shape[1], image.shape[0], method_mask_scale, context)
+            crops.append(face_crop(image, region, face, seed))
     return crops
 
 
@@ -43,7 +41,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     method = create_method("deepprivacy", device=args.device)
-    pool = face_crops(method.context)
+    pool = face_crops(method.context, method.default_mask_scale)
     faces = [pool[i % len(pool)] for i in range(args.faces)]
     method.anonymize(faces[:8])  # warm-up
     started = time.perf_counter()

@@ -9,18 +9,14 @@ import numpy as np
 
 from anoncli.anonymizers import METHODS, Anonymizer, FaceCrop, anonymize_fail_closed, create_method
 from anoncli.faces import Face
+from anoncli.frames import face_crop
 from anoncli.paste import Compositor
 from anoncli.regions import face_region
 
 
 def crops_of(image: np.ndarray, faces: list[Face], context: float = 1.0) -> list[FaceCrop]:
     height, width = image.shape[:2]
-    crops = []
-    for seed, face in enumerate(faces):
-        region = face_region(face, width, height, 1.3, context)
-        box = (face.box[0] - region.x1, face.box[1] - region.y1, face.box[2] - region.x1, face.box[3] - region.y1)
-        crops.append(FaceCrop(image[region.slices].copy(), region.mask, box, None, seed))
-    return crops
+    return [face_crop(image, face_region(f, width, height, 1.3, context), f, seed) for seed, f in enumerate(faces)]
 
 
 def test_mask_covers_the_scaled_ellipse_fully_and_fades_outside_it():

@@ -39,6 +39,8 @@ class Anonymizer(ABC):
     name: str = "anonymizer"
     # Crop side as a multiple of the face size: how much surroundings the method wants to see.
     context: float = 1.0
+    # Mask ellipse size relative to the face box when the user does not choose one.
+    default_mask_scale: float = 1.3
 
     @abstractmethod
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
@@ -56,14 +58,19 @@ class Replacement:
 
 
 def anonymize_fail_closed(method: Anonymizer, faces: Sequence[FaceCrop]) -> list[Replacement]:
-    """Run `method`; any face it errs on, returns malformed or leaves unchanged gets a solid fill instead."""
+    """Run `method`; any face it errs on, returns malformed or leaves unchanged gets a solid fill instead.
+
+    When a batch fails, its faces are retried one by one, so one bad face does not cost the others.
+    """
     if not faces:
         return []
     try:
         outputs = method.anonymize(faces)
         if len(outputs) != len(faces):
             raise RuntimeError(f"returned {len(outputs)} crops for {len(faces)} faces")
-    except Exception as error:
+    except Exception as error:  # whatever a method's failure, the faces must still be covered
+        if len(faces) > 1:
+            return [replacement for face in faces for replacement in anonymize_fail_closed(method, [face])]
         reason = f"{method.name} failed: {type(error).__name__}: {error}"
         return [Replacement(solid_fill(face), reason) for face in faces]
     return [_checked(method.name, face, output) for face, output in zip(faces, outputs)]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from anoncli.anonymizers.base import CORE_MASK_LEVEL, Anonymizer, FaceCrop
-from anoncli.generative.geometry import CONTEXT, Square, cut_square, prepare_input
+from anoncli.generative.geometry import CONTEXT, Square, build_input
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import WEIGHTS_DIR, load_generator
 
@@ -25,6 +25,8 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "deepprivacy64.pt"
 class DeepPrivacy(Anonymizer):
     name = "deepprivacy"
     context = CONTEXT
+    # The erased region is the mask's core: a little beyond the face box, as in training.
+    default_mask_scale = 1.1
 
     def __init__(self, device: str = "cpu", weights: Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
         self.device = device
@@ -40,37 +42,33 @@ class DeepPrivacy(Anonymizer):
 
     @torch.inference_mode()
     def _anonymize_batch(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
-        squares = [self._square(face) for face in faces]
-        inputs = []
-        for face, square in zip(faces, squares):
-            pixels, valid = cut_square(face.pixels, square)
-            erase, _ = cut_square((face.mask >= CORE_MASK_LEVEL)[:, :, None].astype(np.uint8), square)
-            landmarks = None if face.landmarks is None else face.landmarks - [square.x, square.y]
-            inputs.append(prepare_input(pixels, valid, erase[:, :, 0].astype(bool), landmarks, self.resolution))
+        inputs, placements = [], []
+        for face in faces:
+            valid = np.ones(face.mask.shape, np.uint8)
+            erase = face.mask >= CORE_MASK_LEVEL
+            generator_input, square, window = build_input(
+                face.pixels, valid, erase, face.box, face.landmarks, self.resolution
+            )
+            inputs.append(generator_input)
+            placements.append((square, window))
         condition, erased, _ = to_tensors(inputs, self.device)
         generated = generate(self.generator, condition, erased, [face.seed for face in faces])
         images = ((generated.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
-        return [self._place(face, square, image) for face, square, image in zip(faces, squares, images)]
-
-    def _square(self, face: FaceCrop) -> Square:
-        """The context square around the face, grown if needed to hold the whole mask."""
-        x1, y1, x2, y2 = face.box
-        centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-        ys, xs = np.nonzero(face.mask > 0)
-        reach = max(np.abs(xs + 0.5 - centre_x).max(), np.abs(ys + 0.5 - centre_y).max()) + 2 if len(xs) else 0
-        side = max(round(face.face_size * CONTEXT), round(2 * reach), 4)
-        return Square(round(centre_x - side / 2), round(centre_y - side / 2), side)
+        return [self._place(face, *placement, image) for face, placement, image in zip(faces, placements, images)]
 
     @staticmethod
-    def _place(face: FaceCrop, square: Square, generated: np.ndarray) -> np.ndarray:
-        """Resize the generated square to the crop, shifted to the colour of the ring around the face."""
+    def _place(face: FaceCrop, square: Square, window: Square, generated: np.ndarray) -> np.ndarray:
+        """Generated pixels inside the window (which holds the whole erased face), the original outside,
+        shifted to the colour of the ring around the face so the paste-back shows no seam."""
         height, width = face.pixels.shape[:2]
         scaled = cv2.resize(generated, (square.side, square.side), interpolation=cv2.INTER_CUBIC)
         placed = face.pixels.astype(np.float32)
-        top, left = max(square.y, 0), max(square.x, 0)
-        bottom, right = min(square.y + square.side, height), min(square.x + square.side, width)
+        top, left = max(window.y, 0), max(window.x, 0)
+        bottom, right = min(window.y + window.side, height), min(window.x + window.side, width)
         placed[top:bottom, left:right] = scaled[top - square.y : bottom - square.y, left - square.x : right - square.x]
         ring = (face.mask > 0) & (face.mask < CORE_MASK_LEVEL)
+        ring[:top] = ring[bottom:] = False
+        ring[:, :left] = ring[:, right:] = False
         if ring.any():
             shift = (face.pixels[ring].astype(np.float32) - placed[ring]).mean(axis=0)
             placed[top:bottom, left:right] += shift

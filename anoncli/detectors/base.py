@@ -102,10 +102,12 @@ class Detector(ABC):
     # Network inputs must have sides that are multiples of this.
     input_multiple: int = 32
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, max_upscale: float = MAX_UPSCALE) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
         self.threshold = threshold
+        # Video trades the upscaled pass for speed: tracking across frames makes up for single misses.
+        self.max_upscale = max_upscale
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> list[RawDetections]:
@@ -116,7 +118,7 @@ class Detector(ABC):
         height, width = image.shape[:2]
         global_scale = min(1.0, GLOBAL_SIDE / max(height, width))
         passes = [self._global_pass(image, global_scale)]
-        fine_scale = min(MAX_UPSCALE, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
+        fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
         if fine_scale > global_scale * 1.4:
             if fine_scale**2 * height * width <= WHOLE_PASS_PIXELS:
                 passes.append(self._global_pass(image, fine_scale))

@@ -6,7 +6,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from anoncli.detectors.base import Detector, RawDetections, non_max_suppression
+from anoncli.detectors.base import MAX_UPSCALE, Detector, RawDetections, non_max_suppression
 from anoncli.detectors.onnx_session import open_session
 
 OUTPUT_STRIDE = 4
@@ -32,8 +32,8 @@ def dynamic_centerface_model() -> bytes:
 class CenterFaceDetector(Detector):
     name = "centerface"
 
-    def __init__(self, threshold: float = 0.4, device: str = "cpu") -> None:
-        super().__init__(threshold)
+    def __init__(self, threshold: float = 0.4, device: str = "cpu", max_upscale: float = MAX_UPSCALE) -> None:
+        super().__init__(threshold, max_upscale)
         self.session = open_session(dynamic_centerface_model(), device)
         self.input_name = self.session.get_inputs()[0].name
 

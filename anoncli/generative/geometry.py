@@ -1,8 +1,9 @@
 """How a face becomes a generator input, shared by training and inference so both see the same thing.
 
 A square of CONTEXT × face size around the face box is cut out (zero-padded where it leaves the image, with
-a validity map saying so), the face ellipse is erased at full resolution *before* resizing, so no original
-face pixel can bleed into the network input, and the 5 landmarks become one Gaussian heat map each.
+a validity map saying so, and only a WINDOW around the face counted as known), the erased region is blanked
+at full resolution *before* resizing, so no original face pixel can bleed into the network input, and the 5
+landmarks become one Gaussian heat map each.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# Square side around the face as a multiple of the face box's larger side: hair, ears and neck for context.
-CONTEXT = 1.8
+# The network's input square, as a multiple of the face box's larger side.
+CONTEXT = 1.5
+# Only a window of this size around the face is shown as context, the rest of the square is "unknown".
+# The training faces are tight chips (about 1.25 box sizes wide), so conditioning on a fixed window keeps
+# what the generator sees in the wild the same as what it saw in training.
+WINDOW = 1.25
 KEYPOINT_SIGMA = 1.5  # in output pixels
 
 
@@ -26,11 +31,24 @@ class Square:
     side: int
 
 
-def context_square(box: tuple[float, float, float, float], context: float = CONTEXT) -> Square:
+def centred_square(box: tuple[float, float, float, float], side: float) -> Square:
     x1, y1, x2, y2 = box
-    side = max(round(max(x2 - x1, y2 - y1) * context), 4)
+    side = max(round(side), 4)
     centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
     return Square(round(centre_x - side / 2), round(centre_y - side / 2), side)
+
+
+def face_size(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1], 1.0)
+
+
+def reach(erase: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """How far (Chebyshev, in pixels) the erased region extends from the box centre."""
+    ys, xs = np.nonzero(erase)
+    if not len(xs):
+        return 0.0
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return float(max(np.abs(xs + 0.5 - centre_x).max(), np.abs(ys + 0.5 - centre_y).max()))
 
 
 def erase_ellipse(shape: tuple[int, int], box: tuple[float, float, float, float], scale: float) -> np.ndarray:
@@ -64,6 +82,33 @@ class GeneratorInput:
     known: np.ndarray  # (R, R) float32: 1 where pixels are real context, 0 where erased or off-image
     erased: np.ndarray  # (R, R) float32: 1 over the erased face
     keypoints: np.ndarray  # (5, R, R) float32 heat maps
+
+
+def build_input(
+    image: np.ndarray,
+    valid: np.ndarray,
+    erase: np.ndarray,
+    box: tuple[float, float, float, float],
+    landmarks: np.ndarray | None,
+    resolution: int,
+) -> tuple[GeneratorInput, Square, Square]:
+    """The generator input for one face, plus the square it covers and the window it may change.
+
+    `image` (h, w, 3), `valid` (h, w) and `erase` (h, w, bool) share one coordinate frame, as do `box` and
+    `landmarks`. The window grows beyond WINDOW when needed so it always holds the whole erased region.
+    """
+    half_window = max(WINDOW * face_size(box) / 2, reach(erase, box) + 2)
+    window = centred_square(box, 2 * half_window)
+    square = centred_square(box, max(CONTEXT * face_size(box), window.side + 4))
+    pixels, inside = cut_square(image, square)
+    erased, _ = cut_square(erase[:, :, None].astype(np.uint8), square)
+    image_valid, _ = cut_square(valid[:, :, None].astype(np.uint8), square)
+    known_window = np.zeros((square.side, square.side), np.uint8)
+    top, left = window.y - square.y, window.x - square.x
+    known_window[top : top + window.side, left : left + window.side] = 1
+    shown = inside & image_valid[:, :, 0] & known_window
+    points = None if landmarks is None else np.asarray(landmarks, np.float32) - [square.x, square.y]
+    return prepare_input(pixels, shown, erased[:, :, 0].astype(bool), points, resolution), square, window
 
 
 def prepare_input(

@@ -13,7 +13,7 @@ from anoncli.generative.networks import Generator
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
 
 
-class WeightsError(Exception):
+class WeightsError(ValueError):
     """Missing or damaged weights: the message says which file and what to do."""
 
 

@@ -17,9 +17,11 @@ import numpy as np
 from PIL import Image
 
 from anoncli.detectors import Detector
-from anoncli.generative.geometry import context_square, cut_square
+from anoncli.generative.geometry import centred_square, cut_square, face_size
 
 PREPARED_RESOLUTION = 128
+# Cached squares are wider than the network's input square, so training can re-cut them like inference does.
+PREPARED_CONTEXT = 1.8
 HELD_OUT_PERCENT = 5
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -80,7 +82,7 @@ def prepare_faces(
             continue
         # The training chips hold one person each: take the most confident face.
         face = max(faces, key=lambda f: f.score)
-        square = context_square(face.box)
+        square = centred_square(face.box, PREPARED_CONTEXT * face_size(face.box))
         pixels, inside = cut_square(image, square)
         factor = size / square.side
         index = len(kept)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from anoncli.generative.geometry import erase_ellipse, prepare_input
+from anoncli.generative.geometry import build_input, cut_square, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import save_generator
@@ -46,7 +46,7 @@ class TrainConfig:
     l1_context: float = 2.0
     l1_face: float = 1.0
     ema_beta: float = 0.999
-    mask_scales: tuple[float, float] = (1.15, 1.5)
+    mask_scales: tuple[float, float] = (1.0, 1.2)
     checkpoint_every: int = 250
     sample_every: int = 250
     device: str = "cpu"
@@ -64,7 +64,10 @@ class TrainState:
 def sample_batch(
     dataset: FaceDataset, indices: np.ndarray, config: TrainConfig, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Condition, erased map, known map and real image (in [-1, 1], zero off-image) for random faces."""
+    """Condition, erased map, known map and real image (in [-1, 1], zero off the photo) for random faces.
+
+    Each face is cut exactly as inference cuts it (`build_input`), from the wider cached square.
+    """
     inputs, reals = [], []
     size = config.resolution
     for index in indices:
@@ -75,15 +78,15 @@ def sample_batch(
             crop, valid = crop[:, ::-1].copy(), valid[:, ::-1].copy()
             box = np.array([width - box[2], box[1], width - box[0], box[3]], np.float32)
             points = points[FLIPPED_LANDMARKS] * [-1, 1] + [width, 0]
-        erase = erase_ellipse(crop.shape[:2], tuple(box), rng.uniform(*config.mask_scales))
-        inputs.append(prepare_input(crop, valid, erase, points, size))
-        real = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        inside = cv2.resize(valid.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0.999
-        reals.append(real * inside[:, :, None])
+        box = tuple(box.tolist())
+        erase = erase_ellipse(crop.shape[:2], box, rng.uniform(*config.mask_scales))
+        generator_input, square, _ = build_input(crop, valid, erase, box, points, size)
+        inputs.append(generator_input)
+        real, _ = cut_square(crop * valid[:, :, None], square)
+        reals.append(cv2.resize(real, (size, size), interpolation=cv2.INTER_AREA))
     condition, erased, known = to_tensors(inputs, config.device)
     real = torch.from_numpy(np.stack(reals)).permute(0, 3, 1, 2).float().to(config.device) / 127.5 - 1
-    valid_map = (condition[:, 3:4] + erased).clamp(max=1)  # known or erased = inside the image
-    return condition, erased, known, real * valid_map
+    return condition, erased, known, real
 
 
 def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
@@ -238,7 +241,7 @@ class Trainer:
             "d_loss": round(d_loss.item(), 4),
             "r1": round(r1.item(), 4),
             "g_adversarial": round(adversarial.item(), 4),
-            "g_feature_matching": round(float(matching), 4),
+            "g_feature_matching": round(matching.item(), 4),
             "l1_context": round(context.item(), 4),
             "l1_face": round(face.item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),

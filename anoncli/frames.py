@@ -1,0 +1,65 @@
+"""Anonymize frames: cut every face's crop, send all crops through the method at once, paste them back.
+
+Shared by the image and the video pipeline, so both batch faces across frames the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from anoncli.anonymizers import Anonymizer, FaceCrop, anonymize_fail_closed
+from anoncli.faces import Face
+from anoncli.images import rgb8
+from anoncli.paste import Compositor
+from anoncli.regions import Region, face_region
+
+
+@dataclass
+class FrameJob:
+    frame: np.ndarray  # (H, W, C) at the source's depth; left untouched, a copy is anonymized
+    faces: list[Face]
+    seeds: list[int]  # one per face
+
+
+@dataclass
+class FrameResult:
+    frame: np.ndarray
+    fallbacks: list[str] = field(default_factory=list)  # why faces got a solid mask instead
+
+
+def face_crop(view: np.ndarray, region: Region, face: Face, seed: int) -> FaceCrop:
+    """The method's view of one face: the region's pixels, its mask, box and landmarks in crop coordinates."""
+    offset = np.array([region.x1, region.y1], np.float32)
+    box = (face.box[0] - region.x1, face.box[1] - region.y1, face.box[2] - region.x1, face.box[3] - region.y1)
+    landmarks = None if face.landmarks is None else np.asarray(face.landmarks, np.float32) - offset
+    return FaceCrop(np.ascontiguousarray(view[region.slices]), region.mask, box, landmarks, seed)
+
+
+def anonymize_frames(jobs: list[FrameJob], method: Anonymizer, mask_scale: float) -> list[FrameResult]:
+    crops: list[FaceCrop] = []
+    placements: list[tuple[int, Region]] = []
+    for index, job in enumerate(jobs):
+        if not job.faces:
+            continue
+        view = rgb8(job.frame)
+        height, width = view.shape[:2]
+        for face, seed in zip(job.faces, job.seeds):
+            region = face_region(face, width, height, mask_scale, method.context)
+            if region.mask.size == 0 or not region.mask.any():
+                continue  # the face lies wholly outside the frame: a track predicted past the edge
+            crops.append(face_crop(view, region, face, seed))
+            placements.append((index, region))
+    replacements = anonymize_fail_closed(method, crops)
+
+    results = [FrameResult(job.frame) for job in jobs]
+    compositors: dict[int, Compositor] = {}
+    for (index, region), replacement in zip(placements, replacements):
+        if index not in compositors:
+            results[index].frame = jobs[index].frame.copy()
+            compositors[index] = Compositor(results[index].frame)
+        compositors[index].paste(region, replacement.pixels)
+        if replacement.fallback_reason:
+            results[index].fallbacks.append(replacement.fallback_reason)
+    return results

@@ -1,0 +1,208 @@
+"""Face tracks across video frames: SORT-style Kalman filtering with Hungarian assignment on IoU, plus a
+lookahead buffer so no frame of a face goes uncovered.
+
+`FaceTracker.push(frame, faces)` takes frames in order (faces = None on frames where the detector did not
+run) and hands back frames `lookahead` frames later, each with the boxes of every live track: detected,
+predicted while the detector misses the face (up to `max_missed` frames), or filled in backwards for the
+frames before a face was first found. A track re-found after a gap has the gap interpolated.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from anoncli.faces import Face, box_iou
+
+Payload = TypeVar("Payload")
+MATCH_IOU = 0.15
+# A predicted box grows by this fraction per frame without a detection (up to GROWTH_LIMIT), since the
+# face's true position is less certain the longer it goes unseen.
+GROWTH_PER_FRAME = 0.03
+GROWTH_LIMIT = 0.5
+VELOCITY_DAMPING = 0.7
+
+
+@dataclass
+class TrackedFace:
+    track_id: int
+    face: Face
+    detected: bool
+
+
+@dataclass
+class TrackedFrame(Generic[Payload]):
+    index: int
+    payload: Payload
+    faces: dict[int, TrackedFace] = field(default_factory=dict)
+
+
+class KalmanBox:
+    """Constant-velocity Kalman filter on (centre x, centre y, width, height)."""
+
+    def __init__(self, box: tuple[float, float, float, float]) -> None:
+        x1, y1, x2, y2 = box
+        self.state = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0, 0, 0, 0], np.float64)
+        size = max(x2 - x1, y2 - y1)
+        self.covariance = np.diag([size**2 * 0.01] * 4 + [size**2 * 0.1] * 4)
+        self.transition = np.eye(8)
+        self.transition[:4, 4:] = np.eye(4)
+        self.observation = np.eye(4, 8)
+
+    def _noise(self) -> tuple[np.ndarray, np.ndarray]:
+        size = max(self.state[2], self.state[3], 1.0)
+        process = np.diag([(0.05 * size) ** 2] * 2 + [(0.02 * size) ** 2] * 2 + [(0.02 * size) ** 2] * 4)
+        measurement = np.diag([(0.05 * size) ** 2] * 4)
+        return process, measurement
+
+    def predict(self) -> None:
+        process, _ = self._noise()
+        self.state = self.transition @ self.state
+        self.state[2:4] = np.maximum(self.state[2:4], 1.0)
+        self.covariance = self.transition @ self.covariance @ self.transition.T + process
+
+    def update(self, box: tuple[float, float, float, float]) -> None:
+        _, measurement = self._noise()
+        x1, y1, x2, y2 = box
+        observed = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        innovation = observed - self.observation @ self.state
+        gain_denominator = self.observation @ self.covariance @ self.observation.T + measurement
+        gain = self.covariance @ self.observation.T @ np.linalg.inv(gain_denominator)
+        self.state = self.state + gain @ innovation
+        self.covariance = (np.eye(8) - gain @ self.observation) @ self.covariance
+
+    def box(self, grow: float = 0.0) -> tuple[float, float, float, float]:
+        cx, cy, width, height = self.state[:4]
+        return grown_box((cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2), grow)
+
+
+def grown_box(box: tuple[float, float, float, float], grow: float) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * grow / 2, (y2 - y1) * grow / 2
+    return (x1 - dx, y1 - dy, x2 + dx, y2 + dy)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    filter: KalmanBox
+    landmarks: tuple | None
+    score: float
+    missed: int = 0
+
+
+def track_seed(label: str, track_id: int) -> int:
+    """One seed per person per video: a generative method draws one fake face for the whole track."""
+    return zlib.crc32(f"{label}\0track\0{track_id}".encode())
+
+
+class FaceTracker(Generic[Payload]):
+    def __init__(self, max_missed: int, lookahead: int) -> None:
+        self.max_missed = max_missed
+        self.lookahead = lookahead
+        self.tracks: list[_Track] = []
+        self.next_id = 1
+        self.buffer: deque[TrackedFrame[Payload]] = deque()
+        self.index = 0
+
+    def push(self, payload: Payload, faces: list[Face] | None) -> list[TrackedFrame[Payload]]:
+        """Add the next frame (faces None: not detected on this frame); return frames now final."""
+        frame = TrackedFrame(self.index, payload)
+        self.index += 1
+        for track in self.tracks:
+            if track.missed:
+                # Unseen, a face more likely slows or stops than keeps its last speed: damp the drift.
+                track.filter.state[4:] *= VELOCITY_DAMPING
+            track.filter.predict()
+        if faces is not None:
+            self._associate(frame, faces)
+        else:
+            for track in self.tracks:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        for track in self.tracks:
+            if track.track_id not in frame.faces:
+                grow = min(GROWTH_LIMIT, GROWTH_PER_FRAME * track.missed)
+                face = Face(track.filter.box(grow), track.score, None)
+                frame.faces[track.track_id] = TrackedFace(track.track_id, face, detected=False)
+        self.buffer.append(frame)
+        ready = []
+        while len(self.buffer) > self.lookahead:
+            ready.append(self.buffer.popleft())
+        return ready
+
+    def flush(self) -> list[TrackedFrame[Payload]]:
+        ready = list(self.buffer)
+        self.buffer.clear()
+        return ready
+
+    def _associate(self, frame: TrackedFrame[Payload], faces: list[Face]) -> None:
+        predicted = np.array([t.filter.box() for t in self.tracks]).reshape(-1, 4)
+        detected = np.array([f.box for f in faces]).reshape(-1, 4)
+        matches: list[tuple[int, int]] = []
+        if len(predicted) and len(detected):
+            overlap = box_iou(predicted, detected)
+            rows, cols = linear_sum_assignment(-overlap)
+            matches = [(r, c) for r, c in zip(rows, cols) if overlap[r, c] >= MATCH_IOU]
+        matched_tracks = {r for r, _ in matches}
+        matched_faces = {c for _, c in matches}
+        for row, col in matches:
+            track, face = self.tracks[row], faces[col]
+            gap = track.missed
+            track.filter.update(face.box)
+            track.landmarks, track.score, track.missed = face.landmarks, face.score, 0
+            smoothed = Face(track.filter.box(), face.score, face.landmarks)
+            frame.faces[track.track_id] = TrackedFace(track.track_id, smoothed, detected=True)
+            if gap:
+                self._interpolate_gap(track.track_id, smoothed.box)
+        for row, track in enumerate(self.tracks):
+            if row not in matched_tracks:
+                track.missed += 1
+        for col, face in enumerate(faces):
+            if col in matched_faces:
+                continue
+            track = _Track(self.next_id, KalmanBox(face.box), face.landmarks, face.score)
+            self.next_id += 1
+            self.tracks.append(track)
+            frame.faces[track.track_id] = TrackedFace(track.track_id, face, detected=True)
+            self._fill_backwards(track.track_id, face)
+
+    def _fill_backwards(self, track_id: int, face: Face) -> None:
+        """A face first seen now was likely there in the buffered frames before: cover it there too."""
+        for earlier in self.buffer:
+            if track_id not in earlier.faces:
+                grown = Face(grown_box(face.box, GROWTH_PER_FRAME * 2), face.score, None)
+                earlier.faces[track_id] = TrackedFace(track_id, grown, detected=False)
+
+    def _interpolate_gap(self, track_id: int, box: tuple[float, float, float, float]) -> None:
+        """Replace the predictions made during a gap, still in the buffer, by a straight path to `box`."""
+        gap_frames = []
+        anchor = None
+        for earlier in reversed(self.buffer):
+            entry = earlier.faces.get(track_id)
+            if entry is None:
+                return
+            if entry.detected:
+                anchor = entry.face.box
+                break
+            gap_frames.append(earlier)
+        if anchor is None or not gap_frames:
+            return
+        steps = len(gap_frames) + 1
+        for offset, earlier in enumerate(reversed(gap_frames), start=1):
+            weight = offset / steps
+            path = tuple(a + (b - a) * weight for a, b in zip(anchor, box))
+            # Keep the union of the interpolated and the predicted box: both are guesses, cover both.
+            guess = earlier.faces[track_id].face
+            union = (
+                min(path[0], guess.box[0]),
+                min(path[1], guess.box[1]),
+                max(path[2], guess.box[2]),
+                max(path[3], guess.box[3]),
+            )
+            earlier.faces[track_id] = TrackedFace(track_id, Face(union, guess.score, None), detected=False)

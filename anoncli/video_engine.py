@@ -1,0 +1,176 @@
+"""The video pipeline: decode → detect (every k-th frame) → track → anonymize → encode, in constant memory.
+
+Frames leave the tracker `lookahead` frames after they enter it, so a face first detected now is also
+covered in the frames just before; faces the detector misses for up to `max_missed` frames keep their
+tracked boxes. Faces from a batch of frames go through the method together.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.anonymizers import Anonymizer
+from anoncli.engine import face_seed
+from anoncli.faces import Face
+from anoncli.frames import FrameJob, anonymize_frames
+from anoncli.report import FAILED, OK, FileResult
+from anoncli.sources import Task
+from anoncli.tracking import FaceTracker, TrackedFrame, track_seed
+from anoncli.video_io import (
+    DecodedFrame,
+    EncoderSettings,
+    VideoInfo,
+    VideoReadError,
+    VideoWriter,
+    decode_frames,
+    probe_video,
+)
+
+ImageFaceFinder = Callable[[np.ndarray], list[Face]]
+
+
+@dataclass
+class VideoSettings:
+    mask_scale: float = 1.3
+    batch_size: int = 8  # frames whose faces go to the method together
+    detect_every: int = 1
+    max_missed_seconds: float = 1.0
+    lookahead_seconds: float = 0.5
+    identity_lock: bool = True
+    overwrite: bool = False
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+
+
+@dataclass
+class VideoStats:
+    frames: int = 0
+    faces: int = 0
+    tracks: int = 0
+    predicted_frames: int = 0  # frames where some face was covered by a track's prediction, not a detection
+    fallback_faces: int = 0
+    audio_packets: int = 0
+
+
+def tracker_for(info: VideoInfo, settings: VideoSettings) -> FaceTracker:
+    fps = float(info.fps) if info.fps else 25.0
+    max_missed = max(settings.detect_every, round(fps * settings.max_missed_seconds))
+    lookahead = max(settings.detect_every, round(fps * settings.lookahead_seconds))
+    return FaceTracker(max_missed=max_missed, lookahead=lookahead)
+
+
+def track_video(
+    source: Path, info: VideoInfo, find_faces: ImageFaceFinder, settings: VideoSettings
+) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
+    """Yield (decoded frame, upright RGB, tracked frame) for every frame, in order."""
+    tracker: FaceTracker[tuple[DecodedFrame, np.ndarray]] = tracker_for(info, settings)
+    for decoded in decode_frames(source):
+        rgb = decoded.upright_rgb(info.rotation)
+        faces = find_faces(rgb) if decoded.index % settings.detect_every == 0 else None
+        yield from tracker.push((decoded, rgb), faces)
+    yield from tracker.flush()
+
+
+def anonymize_video(
+    task: Task,
+    find_faces: ImageFaceFinder,
+    method: Anonymizer,
+    settings: VideoSettings,
+    on_frame: Callable[[int, int], None] = lambda done, total: None,
+) -> FileResult:
+    """Anonymize one video into task.output (written under a temporary name, then renamed)."""
+    started = time.perf_counter()
+    try:
+        info = probe_video(task.source)
+    except VideoReadError as error:
+        return FileResult(task.label, FAILED, str(task.output), error=str(error))
+    task.output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{task.output.name}.", suffix=".anoncli-tmp", dir=task.output.parent
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    stats = VideoStats()
+    writer = None
+    try:
+        writer = VideoWriter(task.source, temporary, info, settings.encoder)
+        batch: list[TrackedFrame] = []
+        for tracked in track_video(task.source, info, find_faces, settings):
+            batch.append(tracked)
+            if len(batch) >= settings.batch_size:
+                _encode_batch(batch, task.label, method, settings, info, writer, stats)
+                on_frame(stats.frames, info.frames)
+                batch = []
+        _encode_batch(batch, task.label, method, settings, info, writer, stats)
+        on_frame(stats.frames, info.frames)
+        writer.close()
+        writer = None
+        os.replace(temporary, task.output)
+    except Exception as error:  # one bad video must not stop the batch, nor leave half a file
+        if writer is not None:
+            writer.abort()
+        temporary.unlink(missing_ok=True)
+        message = str(error) if isinstance(error, VideoReadError) else f"{type(error).__name__}: {error}"
+        return FileResult(task.label, FAILED, str(task.output), stats.faces, stats.frames, error=message)
+    output_info = probe_video(task.output)
+    return FileResult(
+        task.label,
+        OK,
+        str(task.output),
+        stats.faces,
+        stats.frames,
+        stats.fallback_faces,
+        video={
+            "tracks": stats.tracks,
+            "frames_with_predicted_faces": stats.predicted_frames,
+            "fps_in": str(info.fps),
+            "fps_out": str(output_info.fps),
+            "frames_in": info.frames,
+            "frames_out": output_info.frames,
+            "duration_in": round(info.duration, 3),
+            "duration_out": round(output_info.duration, 3),
+            "bitrate_in": info.bitrate,
+            "bitrate_out": output_info.bitrate,
+            "audio_packets_copied": stats.audio_packets,
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
+def _encode_batch(
+    batch: list[TrackedFrame],
+    label: str,
+    method: Anonymizer,
+    settings: VideoSettings,
+    info: VideoInfo,
+    writer: VideoWriter,
+    stats: VideoStats,
+) -> None:
+    jobs = []
+    for tracked in batch:
+        _, rgb = tracked.payload
+        entries = list(tracked.faces.values())
+        faces = [entry.face for entry in entries]
+        if settings.identity_lock:
+            seeds = [track_seed(label, entry.track_id) for entry in entries]
+        else:
+            seeds = [face_seed(label, tracked.index, number) for number in range(len(entries))]
+        jobs.append(FrameJob(rgb, faces, seeds))
+        stats.faces += len(entries)
+        stats.predicted_frames += any(not entry.detected for entry in entries)
+        stats.tracks = max([stats.tracks, *tracked.faces.keys()])
+    for tracked, job, result in zip(batch, jobs, anonymize_frames(jobs, method, settings.mask_scale)):
+        decoded, _ = tracked.payload
+        stats.fallback_faces += len(result.fallbacks)
+        if job.faces:
+            writer.write_rgb(result.frame, decoded.pts, info.rotation)
+        else:
+            writer.write(decoded.frame, decoded.pts)
+        stats.frames += 1
+    stats.audio_packets = writer.audio_copied

@@ -1,0 +1,143 @@
+"""`anoncli video` and `anoncli track` on rendered clips and real footage: every frame covered, source kept."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from clips import face_box, render_clip, upright_frame
+
+from anoncli.cli import VIDEO_MAX_UPSCALE
+from anoncli.detectors import create_detector
+from anoncli.video_io import decode_frames, probe_video
+from conftest import SHARED_DATA, face_core, read_report
+
+REAL_CLIP = SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4"
+
+
+def audio_payloads(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(packet) for packet in container.demux(audio=0) if packet.size]
+
+
+def frame_times(path: Path) -> list[float]:
+    return [float(d.frame.time) for d in decode_frames(path)]
+
+
+def assert_face_covered_in_every_frame(source: Path, output: Path, width: int, rotation: int = 0) -> None:
+    from anoncli.faces import Face
+
+    pairs = zip(decode_frames(source), decode_frames(output), strict=True)
+    for index, (before, after) in enumerate(pairs):
+        core = face_core(Face(face_box(index, width), 1.0))
+        original = before.upright_rgb(rotation).astype(np.float32)
+        result = after.upright_rgb(rotation).astype(np.float32)
+        change = np.abs(original[core] - result[core]).mean()
+        assert change > 8, f"frame {index}: face region barely changed (mean |Δ| = {change:.1f})"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    render_clip(folder / "ntsc_with_audio.mp4")
+    render_clip(folder / "variable_rate.mp4", variable_rate=True)
+    render_clip(folder / "portrait_rotated.mp4", rotation=90, audio=False, size=(320, 480))
+    render_clip(folder / "detector_misses.mp4", smeared=(0, 1, 2, 20, 21, 22, 23))
+    return folder
+
+
+def test_29_97_fps_clip_keeps_rate_frames_duration_audio_and_bitrate(clips, tmp_path, cli):
+    source = clips / "ntsc_with_audio.mp4"
+    out = tmp_path / "out"
+    assert cli("video", source, "-o", out, "--method", "pixelate", "--report", tmp_path / "r.json").exit_code == 0
+    before, after = probe_video(source), probe_video(out / source.name)
+    assert after.fps == Fraction(30000, 1001)
+    assert after.frames == before.frames
+    assert abs(after.duration - before.duration) <= 1 / 29.97
+    assert audio_payloads(out / source.name) == audio_payloads(source) != []
+    assert 0.85 <= after.bitrate / before.bitrate <= 1.15
+    assert_face_covered_in_every_frame(source, out / source.name, 480)
+    entry = read_report(tmp_path / "r.json")["files"][0]
+    assert entry["video"]["frames_out"] == before.frames and entry["video"]["tracks"] >= 1
+
+
+def test_variable_frame_rate_timestamps_survive(clips, tmp_path, cli):
+    source = clips / "variable_rate.mp4"
+    assert cli("video", source, "-o", tmp_path, "--method", "mask").exit_code == 0
+    assert frame_times(tmp_path / source.name) == pytest.approx(frame_times(source), abs=1e-3)
+    assert audio_payloads(tmp_path / source.name) == audio_payloads(source)
+
+
+def test_rotated_portrait_clip_without_audio(clips, tmp_path, cli):
+    source = clips / "portrait_rotated.mp4"
+    assert cli("video", source, "-o", tmp_path, "--method", "blur").exit_code == 0
+    after = probe_video(tmp_path / source.name)
+    assert (after.rotation, after.width, after.height, after.has_audio) == (90, 480, 320, False)
+    assert_face_covered_in_every_frame(source, tmp_path / source.name, 320, rotation=90)
+
+
+def test_frames_the_detector_misses_are_still_covered(clips, tmp_path, cli):
+    source = clips / "detector_misses.mp4"
+    smeared = upright_frame(21, 480, 320, np.random.default_rng(0), smeared=True)
+    video_detector = create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE)
+    assert video_detector.detect(smeared) == [], "precondition: the detector misses the smeared face"
+    for every in ("1", "3"):
+        out = tmp_path / every
+        assert cli("video", source, "-o", out, "--method", "pixelate", "--detect-every", every).exit_code == 0
+        assert_face_covered_in_every_frame(source, out / source.name, 480)
+
+
+def test_track_gives_one_stable_id_and_marks_predictions(clips, tmp_path, cli):
+    out = tmp_path / "tracks.jsonl"
+    assert cli("track", clips / "detector_misses.mp4", "-o", out).exit_code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(45))
+    assert all(len(r["faces"]) >= 1 for r in records)
+    assert {face["track_id"] for r in records[3:20] for face in r["faces"]} == {records[3]["faces"][0]["track_id"]}
+    assert not records[21]["faces"][0]["detected"] and records[10]["faces"][0]["detected"]
+    assert records[1]["time"] == pytest.approx(1001 / 30000, abs=1e-4)
+
+    mot = tmp_path / "tracks.txt"
+    assert cli("track", clips / "detector_misses.mp4", "-o", mot, "--format", "mot").exit_code == 0
+    first = mot.read_text().splitlines()[0].split(",")
+    assert first[0] == "1" and len(first) == 10
+
+
+def test_bad_videos_fail_alone_and_reruns_resume(clips, tmp_path, cli):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = (clips / "ntsc_with_audio.mp4").read_bytes()
+    (folder / "good.mp4").write_bytes(good)
+    (folder / "truncated.mp4").write_bytes(good[: len(good) // 4])
+    (folder / "empty.mov").write_bytes(b"")
+    (folder / "text.mkv").write_text("not a video")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    result = cli("video", folder, "-o", out, "--method", "mask", "--report", report)
+    assert result.exit_code == 1
+    by_name = {Path(f["path"]).name: f for f in read_report(report)["files"]}
+    assert by_name["good.mp4"]["status"] == "ok"
+    for name in ("truncated.mp4", "empty.mov", "text.mkv"):
+        assert by_name[name]["status"] == "failed" and by_name[name]["error"], name
+        assert name in result.output
+        assert not (out / name).exists()
+    assert not list(out.rglob("*.anoncli-tmp"))
+
+    assert cli("video", folder / "good.mp4", "-o", out, "--report", report).exit_code == 0
+    assert read_report(report)["totals"]["skipped"] == 1
+
+
+def test_real_footage_keeps_bitrate_frames_and_audio(tmp_path, cli):
+    out = tmp_path / "out"
+    assert cli("video", REAL_CLIP, "-o", out, "--method", "blur", "--report", tmp_path / "r.json").exit_code == 0
+    before, after = probe_video(REAL_CLIP), probe_video(out / REAL_CLIP.name)
+    assert (after.frames, after.fps, after.width, after.height) == (before.frames, before.fps, 1920, 1080)
+    assert 0.85 <= after.bitrate / before.bitrate <= 1.15
+    assert audio_payloads(out / REAL_CLIP.name) == audio_payloads(REAL_CLIP) != []
+    video = read_report(tmp_path / "r.json")["files"][0]["video"]
+    assert video["tracks"] >= 5
