@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from anoncli import __version__
 from anoncli.anonymizers import DEFAULT_METHOD, METHODS, create_method
-from anoncli.detection_records import UserDetections, csv_rows, csv_writer, image_record, write_jsonl
+from anoncli.detection_records import UserDetections, csv_rows, csv_writer, image_record, load_tracks, write_jsonl
 from anoncli.detectors import DEFAULT_DETECTOR, DETECTORS, create_detector
 from anoncli.device import DEVICES, resolve_device
 from anoncli.engine import FaceFinder, ImageSettings, anonymize_images, detect_images
@@ -339,6 +339,10 @@ def video(
             "--identity-lock/--no-identity-lock", help="One fake face per tracked person (generative methods)."
         ),
     ] = True,
+    tracks_file: Annotated[
+        Optional[Path],
+        typer.Option("--tracks", help="Use the faces of this `anoncli track` output (one video) instead of detecting."),
+    ] = None,
     codec: Annotated[str, typer.Option("--codec", help="Video encoder (FFmpeg name).")] = DEFAULT_CODEC,
     bitrate: Annotated[
         Optional[str],
@@ -378,6 +382,9 @@ def video(
         find_faces = _image_detector(detector, threshold, resolved)
         anonymizer = create_method(method, device=resolved)
         target = _parse_bitrate(bitrate) if bitrate else None
+        supplied = load_tracks(tracks_file) if tracks_file else None
+        if supplied is not None and len(tasks) != 1:
+            raise UsageError("--tracks describes one video; give exactly one video with it")
     except (UsageError, KeyError, ValueError) as error:
         _fail_usage(str(error).strip("'\""))
     settings = VideoSettings(
@@ -412,7 +419,7 @@ def video(
             )
             continue
         with _progress(0, quiet, task.source.name, unit="frames") as bar:
-            result = anonymize_video(task, find_faces, anonymizer, settings, on_frame=bar.set)
+            result = anonymize_video(task, find_faces, anonymizer, settings, on_frame=bar.set, tracks=supplied)
         report.files.append(result)
         _report_failure(result)
     report.seconds = time.perf_counter() - started

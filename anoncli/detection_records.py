@@ -72,3 +72,24 @@ class UserDetections:
         if key not in self._faces:
             raise LookupError("no detections for this image in the --detections file")
         return self._faces[key]
+
+
+def load_tracks(path: Path) -> dict[int, list[tuple[int, Face, bool]]]:
+    """Per frame index, (track id, face, detected) as `anoncli track` writes them (JSON lines)."""
+    frames: dict[int, list[tuple[int, Face, bool]]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise UsageError(f"cannot read tracks file {path}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            frames[int(record["frame"])] = [
+                (int(face["track_id"]), Face.from_json(face), bool(face.get("detected", True)))
+                for face in record["faces"]
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{path}, line {number}: not a track record ({error})") from None
+    return frames

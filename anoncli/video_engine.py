@@ -22,7 +22,7 @@ from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
 from anoncli.report import FAILED, OK, FileResult
 from anoncli.sources import Task
-from anoncli.tracking import FaceTracker, TrackedFrame, track_seed
+from anoncli.tracking import FaceTracker, TrackedFace, TrackedFrame, track_seed
 from anoncli.video_io import (
     DecodedFrame,
     EncoderSettings,
@@ -68,7 +68,7 @@ def tracker_for(info: VideoInfo, settings: VideoSettings) -> FaceTracker:
 def track_video(
     source: Path, info: VideoInfo, find_faces: ImageFaceFinder, settings: VideoSettings
 ) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
-    """Yield (decoded frame, upright RGB, tracked frame) for every frame, in order."""
+    """Every frame, in order, with its decoded frame and upright RGB as payload and its tracked faces."""
     tracker: FaceTracker[tuple[DecodedFrame, np.ndarray]] = tracker_for(info, settings)
     for decoded in decode_frames(source):
         rgb = decoded.upright_rgb(info.rotation)
@@ -77,14 +77,30 @@ def track_video(
     yield from tracker.flush()
 
 
+def replay_tracks(
+    source: Path, info: VideoInfo, tracks: dict[int, list[tuple[int, Face, bool]]]
+) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
+    """Like `track_video`, with the faces taken from a tracks file; a frame the file lacks is an error,
+    since passing it through could expose a face."""
+    for decoded in decode_frames(source):
+        if decoded.index not in tracks:
+            raise VideoReadError(f"the tracks file has no record for frame {decoded.index}")
+        faces = {tid: TrackedFace(tid, face, detected) for tid, face, detected in tracks[decoded.index]}
+        yield TrackedFrame(decoded.index, (decoded, decoded.upright_rgb(info.rotation)), faces)
+
+
 def anonymize_video(
     task: Task,
     find_faces: ImageFaceFinder,
     method: Anonymizer,
     settings: VideoSettings,
     on_frame: Callable[[int, int], None] = lambda done, total: None,
+    tracks: dict[int, list[tuple[int, Face, bool]]] | None = None,
 ) -> FileResult:
-    """Anonymize one video into task.output (written under a temporary name, then renamed)."""
+    """Anonymize one video into task.output (written under a temporary name, then renamed).
+
+    With `tracks` (from `anoncli track`), those faces are used and no detector runs.
+    """
     started = time.perf_counter()
     try:
         info = probe_video(task.source)
@@ -101,7 +117,12 @@ def anonymize_video(
     try:
         writer = VideoWriter(task.source, temporary, info, settings.encoder)
         batch: list[TrackedFrame] = []
-        for tracked in track_video(task.source, info, find_faces, settings):
+        frames = (
+            replay_tracks(task.source, info, tracks)
+            if tracks is not None
+            else track_video(task.source, info, find_faces, settings)
+        )
+        for tracked in frames:
             batch.append(tracked)
             if len(batch) >= settings.batch_size:
                 _encode_batch(batch, task.label, method, settings, info, writer, stats)

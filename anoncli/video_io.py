@@ -156,6 +156,7 @@ class VideoWriter:
             # A VBV cap and buffer hold the average close to the target even on short clips.
             options.update(maxrate=str(int(target * 1.2)), bufsize=str(int(target * 2)))
         self.stream.options = options
+        self.stream.codec_context.thread_count = 0  # as many encoder threads as FFmpeg finds useful
         if info.rotation:
             self.stream.set_display_rotation(info.rotation)
         metadata = {k: v for k, v in info.metadata.items() if settings.keep_metadata or not PERSONAL_TAG.search(k)}

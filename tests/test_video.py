@@ -141,3 +141,18 @@ def test_real_footage_keeps_bitrate_frames_and_audio(tmp_path, cli):
     assert audio_payloads(out / REAL_CLIP.name) == audio_payloads(REAL_CLIP) != []
     video = read_report(tmp_path / "r.json")["files"][0]["video"]
     assert video["tracks"] >= 5
+
+
+def test_video_reuses_tracks_from_the_track_command(clips, tmp_path, cli):
+    source = clips / "detector_misses.mp4"
+    tracks = tmp_path / "tracks.jsonl"
+    assert cli("track", source, "-o", tracks).exit_code == 0
+    out = tmp_path / "out"
+    assert cli("video", source, "-o", out, "--method", "mask", "--tracks", tracks).exit_code == 0
+    assert_face_covered_in_every_frame(source, out / source.name, 480)
+
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(tracks.read_text().splitlines()[:10]) + "\n")
+    report = tmp_path / "report.json"
+    result = cli("video", source, "-o", tmp_path / "cut_out", "--tracks", cut, "--report", report)
+    assert result.exit_code == 1 and "no record for frame 10" in read_report(report)["files"][0]["error"]

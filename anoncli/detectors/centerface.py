@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+import cv2
 import numpy as np
 
 from anoncli.detectors.base import MAX_UPSCALE, Detector, RawDetections, non_max_suppression
@@ -38,7 +39,7 @@ class CenterFaceDetector(Detector):
         self.input_name = self.session.get_inputs()[0].name
 
     def infer(self, batch: np.ndarray) -> list[RawDetections]:
-        blob = np.ascontiguousarray(batch.astype(np.float32).transpose(0, 3, 1, 2))
+        blob = cv2.dnn.blobFromImages(list(batch), 1.0, None, (0.0, 0.0, 0.0), swapRB=False)
         heatmap, scale, offset, points = self.session.run(None, {self.input_name: blob})
         return [self._decode(heatmap[i, 0], scale[i], offset[i], points[i]) for i in range(len(batch))]
 

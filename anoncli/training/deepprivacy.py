@@ -38,7 +38,7 @@ class TrainConfig:
     steps: int = 1000  # train this many more steps
     batch_size: int = 32
     resolution: int = 64
-    channels: tuple[int, ...] = (24, 48, 96, 192, 192)
+    channels: tuple[int, ...] = (16, 32, 64, 128, 128)
     lr: float = 5e-4
     r1_gamma: float = 1.0
     r1_every: int = 4
