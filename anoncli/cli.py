@@ -32,6 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -72,6 +73,22 @@ ThresholdOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help=f"Where models run: {', '.join(DEVICES)}.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")]
+OutputFolderOption = Annotated[
+    Path, typer.Option("--output", "-o", help="Output folder; input folders are mirrored inside.")
+]
+MethodOption = Annotated[
+    str, typer.Option("--method", "-m", help=f"How faces are replaced: {', '.join(METHODS.names())}.")
+]
+MaskScaleOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--mask-scale",
+        min=0.5,
+        max=4.0,
+        help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy].",
+        show_default=False,
+    ),
+]
 MegapixelOption = Annotated[
     float,
     typer.Option("--max-megapixels", min=0, help="Refuse larger images (decompression-bomb guard); 0 = no limit."),
@@ -204,20 +221,9 @@ def _task_finder(detections: Path | None, detector: str, threshold: float | None
 @app.command()
 def anonymize(
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; input folders are mirrored inside.")],
-    method: Annotated[
-        str, typer.Option("--method", "-m", help=f"How faces are replaced: {', '.join(METHODS.names())}.")
-    ] = DEFAULT_METHOD,
-    mask_scale: Annotated[
-        Optional[float],
-        typer.Option(
-            "--mask-scale",
-            min=0.5,
-            max=4.0,
-            help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy].",
-            show_default=False,
-        ),
-    ] = None,
+    output: OutputFolderOption,
+    method: MethodOption = DEFAULT_METHOD,
+    mask_scale: MaskScaleOption = None,
     detector: DetectorOption = DEFAULT_DETECTOR,
     threshold: ThresholdOption = None,
     detections: Annotated[
@@ -293,6 +299,7 @@ def run() -> None:
 
 
 VIDEO_MAX_UPSCALE = 1.0
+VIDEO_GLOBAL_SIDE = 640
 
 
 class TrackFormat(StrEnum):
@@ -307,7 +314,7 @@ DetectEveryOption = Annotated[
 
 def _image_detector(name: str, threshold: float | None, device: str) -> Callable[[np.ndarray], list]:
     """A detector for video frames: one pass at native size, since tracking covers what a frame misses."""
-    find = _build_detector(name, threshold, device, max_upscale=VIDEO_MAX_UPSCALE)
+    find = _build_detector(name, threshold, device, max_upscale=VIDEO_MAX_UPSCALE, global_side=VIDEO_GLOBAL_SIDE)
     return lambda image: find(None, 0, image)
 
 
@@ -316,20 +323,9 @@ def video(
     inputs: Annotated[
         list[Path], typer.Argument(help="Video files and folders (searched recursively).", show_default=False)
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; input folders are mirrored inside.")],
-    method: Annotated[
-        str, typer.Option("--method", "-m", help=f"How faces are replaced: {', '.join(METHODS.names())}.")
-    ] = DEFAULT_METHOD,
-    mask_scale: Annotated[
-        Optional[float],
-        typer.Option(
-            "--mask-scale",
-            min=0.5,
-            max=4.0,
-            help="Mask size relative to the face box [default: the method's].",
-            show_default=False,
-        ),
-    ] = None,
+    output: OutputFolderOption,
+    method: MethodOption = DEFAULT_METHOD,
+    mask_scale: MaskScaleOption = None,
     detector: DetectorOption = DEFAULT_DETECTOR,
     threshold: ThresholdOption = None,
     detect_every: DetectEveryOption = 1,
@@ -494,7 +490,11 @@ def track(
             out.write(json.dumps(record) + "\n")
 
 
-train_app = typer.Typer(help="Train the project's generative methods on your own face images.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train the project's generative methods on your own face images.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(train_app, name="train")
 
 DEFAULT_RUNS = Path("runs")

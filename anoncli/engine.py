@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from anoncli.sources import Task
 # (task, frame index, RGB uint8 frame) → faces. A detector, or the user's own detections.
 FaceFinder = Callable[[Task, int, np.ndarray], list[Face]]
 MIN_FACE_SIDE = 2.0
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -71,8 +73,9 @@ def _prefetched(pool: ThreadPoolExecutor, tasks: list[Task], settings: ImageSett
         yield loaded
 
 
-def _batches(items: Iterator[LoadedImage], size: int) -> Iterator[list[LoadedImage]]:
-    batch: list[LoadedImage] = []
+def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    batch: list[Item] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
@@ -111,7 +114,7 @@ def anonymize_images(
 
     with ThreadPoolExecutor(settings.read_threads) as readers, ThreadPoolExecutor(1) as writer:
         writes: deque[Future[FileResult]] = deque()
-        for batch in _batches(_prefetched(readers, todo, settings), settings.batch_size):
+        for batch in batched(_prefetched(readers, todo, settings), settings.batch_size):
             for loaded in batch:
                 _find_all_faces(loaded, find_faces)
             for loaded, frames, fallbacks in _anonymize_batch(batch, method, settings.mask_scale):

@@ -11,13 +11,14 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from anoncli.anonymizers import Anonymizer
-from anoncli.engine import face_seed
+from anoncli.engine import batched, face_seed
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
 from anoncli.report import FAILED, OK, FileResult
@@ -114,31 +115,35 @@ def anonymize_video(
     temporary = Path(temporary_name)
     stats = VideoStats()
     writer = None
+    encoder = ThreadPoolExecutor(1)  # encoding overlaps with detecting and anonymizing the next frames
+    in_flight: Future | None = None
     try:
         writer = VideoWriter(task.source, temporary, info, settings.encoder)
-        batch: list[TrackedFrame] = []
         frames = (
             replay_tracks(task.source, info, tracks)
             if tracks is not None
             else track_video(task.source, info, find_faces, settings)
         )
-        for tracked in frames:
-            batch.append(tracked)
-            if len(batch) >= settings.batch_size:
-                _encode_batch(batch, task.label, method, settings, info, writer, stats)
-                on_frame(stats.frames, info.frames)
-                batch = []
-        _encode_batch(batch, task.label, method, settings, info, writer, stats)
-        on_frame(stats.frames, info.frames)
+        for batch in batched(frames, settings.batch_size):
+            writes = _anonymize_batch(batch, task.label, method, settings, info, writer, stats)
+            if in_flight is not None:
+                in_flight.result()  # at most one batch waits for the encoder; its errors surface here
+            in_flight = encoder.submit(_write_all, writes)
+            on_frame(stats.frames, info.frames)
+        if in_flight is not None:
+            in_flight.result()
         writer.close()
+        stats.audio_packets = writer.audio_copied
         writer = None
         os.replace(temporary, task.output)
     except Exception as error:  # one bad video must not stop the batch, nor leave half a file
+        encoder.shutdown(wait=True)
         if writer is not None:
             writer.abort()
         temporary.unlink(missing_ok=True)
         message = str(error) if isinstance(error, VideoReadError) else f"{type(error).__name__}: {error}"
         return FileResult(task.label, FAILED, str(task.output), stats.faces, stats.frames, error=message)
+    encoder.shutdown()
     output_info = probe_video(task.output)
     return FileResult(
         task.label,
@@ -164,7 +169,7 @@ def anonymize_video(
     )
 
 
-def _encode_batch(
+def _anonymize_batch(
     batch: list[TrackedFrame],
     label: str,
     method: Anonymizer,
@@ -172,26 +177,32 @@ def _encode_batch(
     info: VideoInfo,
     writer: VideoWriter,
     stats: VideoStats,
-) -> None:
+) -> list[tuple[Callable, tuple]]:
+    """Anonymize the faces of a batch of frames; return the encoder calls that write them, in order."""
     jobs = []
     for tracked in batch:
         _, rgb = tracked.payload
         entries = list(tracked.faces.values())
-        faces = [entry.face for entry in entries]
         if settings.identity_lock:
             seeds = [track_seed(label, entry.track_id) for entry in entries]
         else:
             seeds = [face_seed(label, tracked.index, number) for number in range(len(entries))]
-        jobs.append(FrameJob(rgb, faces, seeds))
+        jobs.append(FrameJob(rgb, [entry.face for entry in entries], seeds))
         stats.faces += len(entries)
         stats.predicted_frames += any(not entry.detected for entry in entries)
         stats.tracks = max([stats.tracks, *tracked.faces.keys()])
+    writes: list[tuple[Callable, tuple]] = []
     for tracked, job, result in zip(batch, jobs, anonymize_frames(jobs, method, settings.mask_scale)):
         decoded, _ = tracked.payload
         stats.fallback_faces += len(result.fallbacks)
         if job.faces:
-            writer.write_rgb(result.frame, decoded.pts, info.rotation)
+            writes.append((writer.write_rgb, (result.frame, decoded.pts, info.rotation)))
         else:
-            writer.write(decoded.frame, decoded.pts)
+            writes.append((writer.write, (decoded.frame, decoded.pts)))
         stats.frames += 1
-    stats.audio_packets = writer.audio_copied
+    return writes
+
+
+def _write_all(writes: list[tuple[Callable, tuple]]) -> None:
+    for write, arguments in writes:
+        write(*arguments)

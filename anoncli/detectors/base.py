@@ -102,12 +102,14 @@ class Detector(ABC):
     # Network inputs must have sides that are multiples of this.
     input_multiple: int = 32
 
-    def __init__(self, threshold: float, max_upscale: float = MAX_UPSCALE) -> None:
+    def __init__(self, threshold: float, max_upscale: float = MAX_UPSCALE, global_side: int = GLOBAL_SIDE) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
         self.threshold = threshold
-        # Video trades the upscaled pass for speed: tracking across frames makes up for single misses.
+        # Video trades the upscaled pass for speed (tracking across frames makes up for single misses) and
+        # needs the whole-frame pass only for faces too large for the native one.
         self.max_upscale = max_upscale
+        self.global_side = global_side
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> list[RawDetections]:
@@ -116,7 +118,7 @@ class Detector(ABC):
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in one RGB uint8 image (H, W, 3), merged over the global and the tiled pass."""
         height, width = image.shape[:2]
-        global_scale = min(1.0, GLOBAL_SIDE / max(height, width))
+        global_scale = min(1.0, self.global_side / max(height, width))
         passes = [self._global_pass(image, global_scale)]
         fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
         if fine_scale > global_scale * 1.4:

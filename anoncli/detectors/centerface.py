@@ -7,7 +7,7 @@ from importlib.resources import files
 import cv2
 import numpy as np
 
-from anoncli.detectors.base import MAX_UPSCALE, Detector, RawDetections, non_max_suppression
+from anoncli.detectors.base import GLOBAL_SIDE, MAX_UPSCALE, Detector, RawDetections, non_max_suppression
 from anoncli.detectors.onnx_session import open_session
 
 OUTPUT_STRIDE = 4
@@ -33,8 +33,14 @@ def dynamic_centerface_model() -> bytes:
 class CenterFaceDetector(Detector):
     name = "centerface"
 
-    def __init__(self, threshold: float = 0.4, device: str = "cpu", max_upscale: float = MAX_UPSCALE) -> None:
-        super().__init__(threshold, max_upscale)
+    def __init__(
+        self,
+        threshold: float = 0.4,
+        device: str = "cpu",
+        max_upscale: float = MAX_UPSCALE,
+        global_side: int = GLOBAL_SIDE,
+    ) -> None:
+        super().__init__(threshold, max_upscale, global_side)
         self.session = open_session(dynamic_centerface_model(), device)
         self.input_name = self.session.get_inputs()[0].name
 

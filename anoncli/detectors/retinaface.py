@@ -7,7 +7,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from anoncli.detectors.base import MAX_UPSCALE, Detector, RawDetections, non_max_suppression
+from anoncli.detectors.base import GLOBAL_SIDE, MAX_UPSCALE, Detector, RawDetections, non_max_suppression
 from anoncli.detectors.onnx_session import open_session
 
 STRIDES = (8, 16, 32)
@@ -35,8 +35,14 @@ def anchors_for(height: int, width: int) -> np.ndarray:
 class RetinaFaceDetector(Detector):
     name = "retinaface"
 
-    def __init__(self, threshold: float = 0.5, device: str = "cpu", max_upscale: float = MAX_UPSCALE) -> None:
-        super().__init__(threshold, max_upscale)
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        device: str = "cpu",
+        max_upscale: float = MAX_UPSCALE,
+        global_side: int = GLOBAL_SIDE,
+    ) -> None:
+        super().__init__(threshold, max_upscale, global_side)
         from retinaface.weights import WEIGHTS
 
         self.session = open_session(WEIGHTS, device)
