@@ -19,7 +19,9 @@ $(INSTALLED): pyproject.toml $(BIN)/python
 
 demo: $(INSTALLED)
 	$(BIN)/anoncli anonymize sample_data -o out/ --overwrite --report out/report.json
-	@echo "Anonymized copies are in out/; the per-file report is out/report.json."
+	$(BIN)/anoncli anonymize sample_data -o out/deepprivacy --method deepprivacy --overwrite --report out/deepprivacy.json
+	$(BIN)/anoncli video sample_data -o out/video --method deepprivacy --overwrite --report out/video.json
+	@echo "Anonymized copies are in out/ (default method), out/deepprivacy/ and out/video/; reports beside them."
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check anoncli tests bench scripts

@@ -6,8 +6,10 @@ Run once by hand (needs scikit-image, a dev dependency); the results are committ
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import skimage.data
 from PIL import Image
@@ -47,8 +49,35 @@ def crowd_scene() -> Image.Image:
     return canvas
 
 
+def walking_clip(path: Path, seconds: float = 2.0) -> None:
+    """The bust crossing the rocket scene at 29.97 fps with a quiet 440 Hz tone: a small video sample."""
+    fps = Fraction(30000, 1001)
+    background = np.asarray(Image.fromarray(skimage.data.rocket()).resize((640, 960)).crop((0, 300, 640, 660)))
+    person = np.asarray(astronaut_bust().resize((160, 200)))
+    frames = round(seconds * fps)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"crf": "26", "preset": "slow"})
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        sound = container.add_stream("aac", rate=48000, layout="mono")
+        for index in range(frames):
+            canvas = background.copy()
+            x = round(20 + 420 * index / frames)
+            canvas[140:340, x : x + 160] = person
+            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+            frame.pts, frame.time_base = index, 1 / fps
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        tone = (np.sin(np.arange(int(48000 * frames / fps)) * 2 * np.pi * 440 / 48000) * 0.1).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, start
+            container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+
+
 def main() -> None:
     (OUT / "scenes").mkdir(parents=True, exist_ok=True)
+    (OUT / "videos").mkdir(parents=True, exist_ok=True)
     astronaut = Image.fromarray(skimage.data.astronaut())
     astronaut.save(OUT / "astronaut.jpg", quality=90)
     crowd_scene().save(OUT / "scenes" / "crowd.jpg", quality=88)
@@ -57,6 +86,7 @@ def main() -> None:
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 6
     rotated.save(OUT / "scenes" / "phone_rotated.jpg", quality=90, exif=exif.tobytes())
+    walking_clip(OUT / "videos" / "walking.mp4")
 
 
 if __name__ == "__main__":
