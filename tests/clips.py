@@ -49,11 +49,13 @@ def render_clip(
     rotation: int = 0,
     smeared: tuple[int, ...] = (),
     bitrate: int = 1_500_000,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write an H.264 clip; the face in `smeared` frames is motion-blurred past what the detector finds."""
     rng = np.random.default_rng(0)
     width, height = size
     with av.open(str(path), "w") as container:
+        container.metadata.update(metadata or {})
         stream = container.add_stream("libx264", rate=fps)
         coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
         stream.width, stream.height, stream.pix_fmt = coded_w, coded_h, "yuv420p"

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from clips import face_box, render_clip, upright_frame
 
+from anoncli.anonymizers.baselines import Pixelate
 from anoncli.cli import VIDEO_MAX_UPSCALE
 from anoncli.detectors import create_detector
+from anoncli.sources import Task
+from anoncli.video_engine import VideoSettings, anonymize_video
 from anoncli.video_io import decode_frames, probe_video
 from conftest import SHARED_DATA, face_core, read_report
 
@@ -156,3 +159,37 @@ def test_video_reuses_tracks_from_the_track_command(clips, tmp_path, cli):
     report = tmp_path / "report.json"
     result = cli("video", source, "-o", tmp_path / "cut_out", "--tracks", cut, "--report", report)
     assert result.exit_code == 1 and "no record for frame 10" in read_report(report)["files"][0]["error"]
+
+
+def test_location_tags_are_dropped_unless_kept(tmp_path, cli):
+    source = tmp_path / "tagged.mp4"
+    render_clip(source, frames=8, metadata={"location": "+59.9139+010.7522/", "title": "harbour walk"})
+    assert cli("video", source, "-o", tmp_path / "default").exit_code == 0
+    assert cli("video", source, "-o", tmp_path / "kept", "--keep-metadata").exit_code == 0
+    stripped = probe_video(tmp_path / "default" / "tagged.mp4").metadata
+    kept = probe_video(tmp_path / "kept" / "tagged.mp4").metadata
+    assert not any("location" in key for key in stripped) and stripped.get("title") == "harbour walk"
+    assert kept.get("location") == "+59.9139+010.7522/"
+
+
+class SeedRecorder(Pixelate):
+    """Pixelates, and remembers which seed each face came with."""
+
+    def __init__(self) -> None:
+        self.seeds: list[int] = []
+
+    def anonymize(self, faces):
+        self.seeds.extend(face.seed for face in faces)
+        return super().anonymize(faces)
+
+
+@pytest.mark.parametrize("lock", [True, False])
+def test_identity_lock_gives_each_track_one_seed(clips, tmp_path, lock):
+    source = clips / "ntsc_with_audio.mp4"
+    method = SeedRecorder()
+    settings = VideoSettings(identity_lock=lock)
+    find = create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE).detect
+    result = anonymize_video(Task(source, tmp_path / "out.mp4", "clip"), find, method, settings)
+    assert result.status == "ok" and result.video["tracks"] == 1
+    assert len(method.seeds) == 45
+    assert len(set(method.seeds)) == (1 if lock else 45)

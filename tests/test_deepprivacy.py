@@ -1,0 +1,108 @@
+"""`--method deepprivacy`: the shipped generator on real faces, its privacy by construction, its weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from anoncli.anonymizers import FaceCrop, create_method
+from anoncli.anonymizers.deepprivacy import DEFAULT_WEIGHTS, DeepPrivacy
+from anoncli.detectors import create_detector
+from anoncli.faces import box_iou
+from anoncli.frames import face_crop
+from anoncli.generative.weights import WeightsError, manifest_path
+from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
+from anoncli.regions import face_region
+from conftest import SHARED_DATA, load_rgb, read_report
+
+CELEBS = SHARED_DATA / "identities" / "celebs13"
+
+
+@pytest.fixture(scope="module")
+def method():
+    return create_method("deepprivacy", device="cpu")
+
+
+def crop_of(image: np.ndarray, face, seed: int, context: float) -> FaceCrop:
+    region = face_region(face, image.shape[1], image.shape[0], 1.1, context)
+    return face_crop(image, region, face, seed)
+
+
+def test_the_generator_never_sees_the_face(method, astronaut, detector):
+    """Randomizing every pixel of the erased face leaves the output bit-identical for the same seed."""
+    face = detector.detect(astronaut)[0]
+    crop = crop_of(astronaut, face, seed=11, context=method.context)
+    scrambled = FaceCrop(crop.pixels.copy(), crop.mask, crop.box, crop.landmarks, crop.seed)
+    core = crop.mask >= 0.99
+    scrambled.pixels[core] = np.random.default_rng(3).integers(0, 256, (int(core.sum()), 3))
+    first, second = method.anonymize([crop, scrambled])
+    assert np.array_equal(first, second)
+
+
+def test_seed_fixes_the_face_and_another_seed_draws_another(method, astronaut, detector):
+    face = detector.detect(astronaut)[0]
+    crops = [crop_of(astronaut, face, seed, method.context) for seed in (1, 1, 2)]
+    same, again, other = method.anonymize(crops)
+    core = crops[0].mask >= 0.99
+    assert np.array_equal(same, again)
+    assert np.abs(same[core].astype(float) - other[core]).mean() > 2.0
+
+
+def test_batched_and_single_faces_give_the_same_result(method, astronaut, detector):
+    face = detector.detect(astronaut)[0]
+    crops = [crop_of(astronaut, face, seed, method.context) for seed in range(3)]
+    batched = method.anonymize(crops)
+    for crop, together in zip(crops, batched):
+        assert np.abs(method.anonymize([crop])[0].astype(int) - together).max() <= 1
+
+
+def test_damaged_weights_are_refused(tmp_path):
+    copy = tmp_path / DEFAULT_WEIGHTS.name
+    shutil.copy(DEFAULT_WEIGHTS, copy)
+    shutil.copy(manifest_path(DEFAULT_WEIGHTS), manifest_path(copy))
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match"):
+        DeepPrivacy(weights=copy)
+
+
+def test_manifest_describes_the_shipped_weights():
+    manifest = json.loads(manifest_path(DEFAULT_WEIGHTS).read_text())
+    assert manifest["architecture"]["resolution"] >= 64
+    assert manifest["training"]["steps"] > 0 and manifest["training"]["images_seen"] > 0
+    assert "non-commercial" in manifest["data"]["licence"]
+
+
+def test_anonymized_celebrities_are_still_faces_and_no_longer_themselves(tmp_path, cli):
+    """On press photos the generator was not trained on: another detector still finds the new faces, and
+    dlib's embedding no longer matches the person."""
+    photos = sorted(CELEBS.glob("img*.jpg"))[:16]
+    folder = tmp_path / "celebs"
+    folder.mkdir()
+    for photo in photos:
+        shutil.copy(photo, folder / photo.name)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    assert cli("anonymize", folder, "-o", out, "--method", "deepprivacy", "--report", report).exit_code == 0
+    assert read_report(report)["totals"]["fallback_faces"] == 0
+
+    retinaface, centerface, embedder = create_detector("retinaface"), create_detector("centerface"), FaceEmbedder()
+    found = total = same_person = 0
+    for photo in photos:
+        original = load_rgb(photo).astype(np.uint8)
+        anonymized = load_rgb(out / photo.name).astype(np.uint8)
+        faces = [f for f in retinaface.detect(original) if f.size >= 40]
+        after = np.array([f.box for f in centerface.detect(anonymized)]).reshape(-1, 4)
+        for face in faces:
+            total += 1
+            if len(after):
+                found += box_iou(np.array(face.box), after).max() >= 0.4
+            distance = np.linalg.norm(embedder.embed(original, face.box) - embedder.embed(anonymized, face.box))
+            same_person += distance < SAME_PERSON_DISTANCE
+    print(f"still a face: {found}/{total}; still the same person (dlib < 0.6): {same_person}/{total}")
+    assert total >= 16
+    assert same_person / total <= 0.1
+    assert found / total >= 0.6
