@@ -29,6 +29,10 @@ FINE_PIXEL_BUDGET = 16_000_000
 WHOLE_PASS_PIXELS = 4_000_000
 TILE_BATCH = 8
 MERGE_IOU = 0.4
+# Faces larger than this (pixels, at the fine pass's scale) are taken from the global pass only.
+FINE_MAX_FACE = 256
+# A box mostly inside a larger box is a part of that face (an eye, a mouth) taken for a face.
+CONTAINED_SHARE = 0.7
 
 
 @dataclass
@@ -77,6 +81,20 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: fl
     return np.array(keep, dtype=np.int64)
 
 
+def not_inside_another(boxes: np.ndarray) -> np.ndarray:
+    """Mask of boxes not mostly (CONTAINED_SHARE of their area) inside a larger box."""
+    if len(boxes) < 2:
+        return np.ones(len(boxes), bool)
+    left = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    top = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    right = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    bottom = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inside = (inter / np.maximum(area[:, None], 1e-9) > CONTAINED_SHARE) & (area[None, :] > area[:, None])
+    return ~inside.any(axis=1)
+
+
 def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
     height, width = image.shape[:2]
     padded_h = math.ceil(height / multiple) * multiple
@@ -123,11 +141,15 @@ class Detector(ABC):
         fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
         if fine_scale > global_scale * 1.4:
             if fine_scale**2 * height * width <= WHOLE_PASS_PIXELS:
-                passes.append(self._global_pass(image, fine_scale))
+                fine = self._global_pass(image, fine_scale)
             else:
-                passes.append(self._tiled_pass(image, fine_scale))
+                fine = self._tiled_pass(image, fine_scale)
+            # Enlarged, a big face breaks into face-like parts; big faces are the global pass's job.
+            sizes = np.maximum(fine.boxes[:, 2] - fine.boxes[:, 0], fine.boxes[:, 3] - fine.boxes[:, 1])
+            passes.append(fine.select(sizes * fine_scale <= FINE_MAX_FACE))
         merged = RawDetections.concat(passes)
         merged = merged.select(non_max_suppression(merged.boxes, merged.scores, MERGE_IOU))
+        merged = merged.select(not_inside_another(merged.boxes))
         return [self._to_face(merged, i, width, height) for i in range(len(merged.scores))]
 
     def _global_pass(self, image: np.ndarray, scale: float) -> RawDetections:

@@ -22,6 +22,15 @@ def _act() -> nn.Module:
     return nn.LeakyReLU(0.2, inplace=True)
 
 
+def he_init(module: nn.Module) -> None:
+    """He initialisation for LeakyReLU(0.2). PyTorch's default shrinks activations about six-fold per layer,
+    so a deep discriminator's output starts as its bias alone and it cannot learn."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
+
+
 class PixelNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
@@ -49,6 +58,7 @@ class Generator(nn.Module):
             for c_deep, c_skip in zip(reversed(channels[1:]), reversed(channels[:-1]))
         )
         self.to_rgb = nn.Conv2d(channels[0], 3, 1)
+        he_init(self)
 
     def forward(self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64) → image in [-1, 1]."""
@@ -67,24 +77,24 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, resolution: int = 64, channels: tuple[int, ...] = (32, 64, 128, 192, 192)) -> None:
+    """A patch discriminator: one realness logit per 8×8-pixel patch, averaged. Local judgements give the
+    generator a signal everywhere in the face instead of one number per image."""
+
+    def __init__(self, resolution: int = 64, channels: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3 + CONDITION_CHANNELS, channels[0], 3, 1, 1), _act()]
-        self.blocks = nn.ModuleList()
-        for c_in, c_out in pairwise(channels):
-            self.blocks.append(
-                nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), _act(), nn.Conv2d(c_out, c_out, 3, 2, 1), _act())
-            )
-        self.stem = nn.Sequential(*layers)
-        bottom = resolution // 2 ** (len(channels) - 1)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1] * bottom * bottom, channels[-1]), _act())
-        self.out = nn.Linear(channels[-1], 1)
+        self.stem = nn.Sequential(nn.Conv2d(3 + CONDITION_CHANNELS, channels[0], 3, 1, 1), _act())
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), _act(), nn.Conv2d(c_out, c_out, 4, 2, 1), _act())
+            for c_in, c_out in pairwise(channels[:4])
+        )
+        self.out = nn.Conv2d(channels[min(3, len(channels) - 1)], 1, 3, 1, 1)
+        he_init(self)
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Realness logit (N,) and the intermediate features (for feature matching)."""
+        """Realness logit (N,), the mean over patches, and the intermediate features (for feature matching)."""
         x = self.stem(torch.cat([image, condition], dim=1))
         features = []
         for block in self.blocks:
             x = block(x)
             features.append(x)
-        return self.out(self.head(x)).squeeze(1), features
+        return self.out(x).mean(dim=(1, 2, 3)), features

@@ -39,7 +39,9 @@ class TrainConfig:
     batch_size: int = 32
     resolution: int = 64
     channels: tuple[int, ...] = (16, 32, 64, 128, 128)
-    lr: float = 5e-4
+    lr: float = 2e-4
+    d_lr_multiplier: float = 2.0  # the discriminator learns faster, so it keeps up (TTUR)
+    betas: tuple[float, float] = (0.5, 0.99)
     r1_gamma: float = 1.0
     r1_every: int = 4
     feature_matching: float = 2.0
@@ -102,9 +104,10 @@ class Trainer:
         self.generator = Generator(config.resolution, config.channels).to(config.device)
         self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        betas = (0.0, 0.99)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), config.lr, betas=betas)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), config.lr, betas=betas)
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), config.lr, betas=config.betas)
+        self.d_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), config.lr * config.d_lr_multiplier, betas=config.betas
+        )
         self.state = TrainState()
         self.train_indices = dataset.train_indices
         self.preview_indices = dataset.held_out_indices[:8]
@@ -171,7 +174,7 @@ class Trainer:
                 "images_seen": self.state.images_seen,
                 "wall_seconds": round(self.state.wall_seconds),
                 "batch_size": config.batch_size,
-                "losses": "non-saturating GAN + lazy R1, paired D feature matching, L1 context + face",
+                "losses": "non-saturating GAN (patch D) + lazy R1, paired D feature matching, L1 context + face",
                 "hyperparameters": {
                     k: v
                     for k, v in asdict(config).items()

@@ -1,0 +1,199 @@
+"""How private and how useful an anonymization is, measured face by face on pairs of images.
+
+Faces are found in the originals by a reference detector. For each face: was its region changed, does a
+*different* detector still find a face there afterwards, and how far has dlib's identity embedding moved.
+Over a set: re-identification Recall@1 and verification rate, a Fréchet distance over embeddings (FD-dlib),
+and how well the background outside the faces was kept (PSNR, SSIM).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from anoncli.detectors import Detector
+from anoncli.faces import Face, box_iou
+from anoncli.images import read_picture, rgb8
+from anoncli.metrics.frechet import frechet_distance
+from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
+from anoncli.metrics.image_quality import background_psnr, background_ssim
+from anoncli.regions import face_region
+
+CHANGED_LEVEL = 8.0  # mean absolute change (0–255) in a face's core that counts as "changed"
+DETECTED_IOU = 0.4
+BACKGROUND_MASK_SCALE = 2.0  # pixels beyond this many half-box sizes from every face count as background
+
+
+@dataclass
+class FaceRecord:
+    path: str
+    box: tuple[float, float, float, float]
+    changed: float  # mean |Δ| in the face core
+    still_detected: bool  # by the second detector, at IoU ≥ 0.4
+    original_embedding: np.ndarray
+    anonymized_embedding: np.ndarray
+    identity: str | None = None
+
+    @property
+    def distance(self) -> float:
+        return float(np.linalg.norm(self.original_embedding - self.anonymized_embedding))
+
+
+@dataclass
+class Evaluation:
+    name: str
+    records: list[FaceRecord] = field(default_factory=list)
+    images: int = 0
+    missing: list[str] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        records = self.records
+        faces = len(records)
+        distances_ = np.array([r.distance for r in records])
+        finite_psnr = [p for p in self.psnr if np.isfinite(p)]
+        return {
+            "method": self.name,
+            "images": self.images,
+            "faces": faces,
+            "changed_share": _share(r.changed > CHANGED_LEVEL for r in records),
+            "recall_at_1": recall_at_1(records),
+            "verification_rate": _share(d < SAME_PERSON_DISTANCE for d in distances_),
+            "mean_distance": float(distances_.mean()) if faces else float("nan"),
+            "still_detected": _share(r.still_detected for r in records),
+            "fd_dlib": frechet_distance(
+                np.array([r.original_embedding for r in records]), np.array([r.anonymized_embedding for r in records])
+            ),
+            "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
+            "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
+            "seconds_per_image": self.seconds / self.images if self.images else 0.0,
+            "missing": self.missing,
+        }
+
+
+def _share(flags) -> float:
+    values = list(flags)
+    return sum(bool(v) for v in values) / len(values) if values else float("nan")
+
+
+def recall_at_1(records: list[FaceRecord]) -> float:
+    """Share of anonymized faces whose nearest original is the right one.
+
+    Without identities the right one is the face's own original, among all original faces. With identities
+    (CIAGAN's protocol) it is any *other* photo of the same person: the face's own original is left out.
+    """
+    labelled = [r for r in records if r.identity is not None]
+    if labelled:
+        gallery = np.array([r.original_embedding for r in labelled])
+        query = np.array([r.anonymized_embedding for r in labelled])
+        matrix = distances(query, gallery)
+        np.fill_diagonal(matrix, np.inf)
+        nearest = matrix.argmin(axis=1)
+        return float(np.mean([labelled[i].identity == labelled[j].identity for i, j in enumerate(nearest)]))
+    if not records:
+        return float("nan")
+    gallery = np.array([r.original_embedding for r in records])
+    query = np.array([r.anonymized_embedding for r in records])
+    return float(np.mean(distances(query, gallery).argmin(axis=1) == np.arange(len(records))))
+
+
+def load_identities(path: Path) -> dict[str, str]:
+    """file name → identity, from a CSV with a file column and an identity (or cluster_id) column."""
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    if not rows:
+        return {}
+    key = next((k for k in ("identity", "cluster_id", "person", "label") if k in rows[0]), None)
+    if "file" not in rows[0] or key is None:
+        raise ValueError(f"{path}: needs a 'file' column and an 'identity' (or 'cluster_id') column")
+    return {row["file"]: row[key] for row in rows}
+
+
+@dataclass
+class _Original:
+    rgb: np.ndarray
+    faces: list[Face]
+    embeddings: list[np.ndarray]
+
+
+class Evaluator:
+    """Compares originals with anonymized copies; caches what it learns about each original."""
+
+    def __init__(self, reference: Detector, second: Detector, identities: dict[str, str] | None = None) -> None:
+        self.reference, self.second = reference, second
+        self.embedder = FaceEmbedder()
+        self.identities = identities or {}
+        self._originals: dict[Path, _Original] = {}
+
+    def _original(self, path: Path) -> _Original:
+        if path not in self._originals:
+            rgb = rgb8(read_picture(path, max_megapixels=0).frames[0])
+            faces = self.reference.detect(rgb)
+            self._originals[path] = _Original(rgb, faces, [self.embedder.embed(rgb, f.box) for f in faces])
+        return self._originals[path]
+
+    def evaluate(self, name: str, pairs: list[tuple[str, Path, Path]]) -> Evaluation:
+        """`pairs`: (label, original path, anonymized path)."""
+        started = time.perf_counter()
+        evaluation = Evaluation(name)
+        for label, original_path, anonymized_path in pairs:
+            if not anonymized_path.exists():
+                evaluation.missing.append(label)
+                continue
+            original = self._original(original_path)
+            anonymized = rgb8(read_picture(anonymized_path, max_megapixels=0).frames[0])
+            if anonymized.shape != original.rgb.shape:
+                evaluation.missing.append(f"{label} (size differs)")
+                continue
+            evaluation.images += 1
+            after = np.array([f.box for f in self.second.detect(anonymized)]).reshape(-1, 4)
+            largest = max(original.faces, key=lambda f: f.size, default=None)
+            identity = self.identities.get(original_path.name)
+            for face, embedding in zip(original.faces, original.embeddings):
+                core = _core(face)
+                change = float(np.abs(original.rgb[core].astype(np.float32) - anonymized[core]).mean())
+                found = bool(len(after)) and box_iou(np.array(face.box), after).max() >= DETECTED_IOU
+                evaluation.records.append(
+                    FaceRecord(
+                        label,
+                        face.box,
+                        change,
+                        found,
+                        embedding,
+                        self.embedder.embed(anonymized, face.box),
+                        identity if face is largest else None,
+                    )
+                )
+            background = _background(original.rgb.shape[:2], original.faces)
+            evaluation.psnr.append(background_psnr(original.rgb, anonymized, background))
+            evaluation.ssim.append(background_ssim(original.rgb, anonymized, background))
+        evaluation.seconds = time.perf_counter() - started
+        return evaluation
+
+
+def _core(face: Face) -> tuple[slice, slice]:
+    x1, y1, x2, y2 = face.box
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * 0.3, (y2 - y1) * 0.3
+    return slice(max(0, int(cy - hh)), int(cy + hh)), slice(max(0, int(cx - hw)), int(cx + hw))
+
+
+def _background(shape: tuple[int, int], faces: list[Face]) -> np.ndarray:
+    background = np.ones(shape, bool)
+    for face in faces:
+        region = face_region(face, shape[1], shape[0], BACKGROUND_MASK_SCALE, 0.0)
+        background[region.slices] &= region.mask == 0
+    return background
+
+
+def pair_files(originals: Path, anonymized: Path, extensions: frozenset[str]) -> list[tuple[str, Path, Path]]:
+    """(relative path, original, anonymized) for every image under `originals`, paired by relative path."""
+    if originals.is_file():
+        return [(originals.name, originals, anonymized if anonymized.is_file() else anonymized / originals.name)]
+    files = sorted(p for p in originals.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    return [(str(p.relative_to(originals)), p, anonymized / p.relative_to(originals)) for p in files]
