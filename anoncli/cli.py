@@ -505,6 +505,10 @@ def evaluate(
         typer.Option("--identities", help="CSV of file,identity: re-identify against other photos of the person."),
     ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every figure here as JSON.")] = None,
+    report_dir: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Write an HTML page here: contact sheets, worst cases and plots."),
+    ] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -580,6 +584,12 @@ def evaluate(
     for summary in summaries:
         if summary["missing"]:
             errors.print(f"[yellow]{summary['method']}: {len(summary['missing'])} anonymized files missing[/]")
+    if report_dir is not None:
+        from anoncli.evaluation_report import write_report
+
+        page = write_report(report_dir, f"anoncli evaluate: {originals}", results, summaries)
+        if not quiet:
+            errors.print(f"report: {page}")
     if json_path is not None:
         payload = {
             "originals": str(originals),

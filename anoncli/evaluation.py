@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from anoncli.detectors import Detector
 from anoncli.faces import Face, box_iou
+from anoncli.generative.geometry import centred_square, cut_square
 from anoncli.images import read_picture, rgb8
 from anoncli.metrics.frechet import frechet_distance
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
@@ -37,6 +39,7 @@ class FaceRecord:
     original_embedding: np.ndarray
     anonymized_embedding: np.ndarray
     identity: str | None = None
+    thumbnails: tuple[np.ndarray, np.ndarray] | None = None  # (original, anonymized) face crops for reports
 
     @property
     def distance(self) -> float:
@@ -168,6 +171,7 @@ class Evaluator:
                         embedding,
                         self.embedder.embed(anonymized, face.box),
                         identity if face is largest else None,
+                        (thumbnail(original.rgb, face), thumbnail(anonymized, face)),
                     )
                 )
             background = _background(original.rgb.shape[:2], original.faces)
@@ -175,6 +179,15 @@ class Evaluator:
             evaluation.ssim.append(background_ssim(original.rgb, anonymized, background))
         evaluation.seconds = time.perf_counter() - started
         return evaluation
+
+
+THUMBNAIL_SIDE = 96
+
+
+def thumbnail(image: np.ndarray, face: Face) -> np.ndarray:
+    """A square crop of 1.6 face sizes around the face, THUMBNAIL_SIDE pixels wide, for contact sheets."""
+    pixels, _ = cut_square(image, centred_square(face.box, 1.6 * face.size))
+    return cv2.resize(pixels, (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA)
 
 
 def _core(face: Face) -> tuple[slice, slice]:

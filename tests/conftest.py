@@ -31,14 +31,24 @@ def astronaut() -> np.ndarray:
     return np.asarray(Image.open(SAMPLE_DATA / "astronaut.jpg").convert("RGB"))
 
 
-@pytest.fixture
-def cli():
+def _invoker():
     runner = CliRunner()
 
-    def invoke(*args: str):
+    def invoke(*args: object):
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def cli():
+    """Run `anoncli ARGS...` in-process; returns click's Result (exit_code, output)."""
+    return _invoker()
+
+
+@pytest.fixture(scope="module")
+def cli_module():
+    return _invoker()
 
 
 def annotated_boxes() -> dict[str, np.ndarray]:

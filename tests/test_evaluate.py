@@ -15,21 +15,20 @@ PHOTOS = ["img5.jpg", "img6.jpg", "img8.jpg", "img9.jpg", "img10.jpg", "img11.jp
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory) -> dict[str, dict]:
+def figures(tmp_path_factory, cli_module) -> dict:
     folder = tmp_path_factory.mktemp("celebs")
     for name in PHOTOS:
         shutil.copy(CELEBS / name, folder / name)
-    out = tmp_path_factory.mktemp("evaluation") / "figures.json"
-    from typer.testing import CliRunner
-
-    from anoncli.cli import app
-
-    result = CliRunner().invoke(
-        app, ["evaluate", str(folder), "--method", "none,blur,pixelate,mask", "--json", str(out)]
+    out = tmp_path_factory.mktemp("evaluation")
+    methods = "none,blur,pixelate,mask"
+    result = cli_module(
+        "evaluate", folder, "--method", methods, "--json", out / "figures.json", "--report", out / "page"
     )
     assert result.exit_code == 0, result.output
     assert "re-id R@1" in result.output
-    return {row["method"]: row for row in json.loads(out.read_text())["results"]}
+    figures = {row["method"]: row for row in json.loads((out / "figures.json").read_text())["results"]}
+    figures["report"] = out / "page"
+    return figures
 
 
 def test_the_reference_row_is_fully_identifiable_and_untouched(figures):
@@ -61,3 +60,10 @@ def test_the_background_is_kept(figures):
     for name in ("blur", "pixelate", "mask"):
         assert figures[name]["background_psnr"] > 35, name
         assert figures[name]["background_ssim"] > 0.95, name
+
+
+def test_the_report_page_shows_faces_and_plots(figures):
+    page = (figures["report"] / "index.html").read_text()
+    for name in ("none", "blur", "pixelate", "mask"):
+        assert f"sheet_{name}.png" in page and (figures["report"] / f"worst_{name}.png").stat().st_size > 1000
+    assert (figures["report"] / "plot_recall_at_1.png").exists()

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from anoncli.generative.geometry import build_input, cut_square, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator
 from anoncli.generative.sampling import generate, to_tensors
-from anoncli.generative.weights import save_generator
+from anoncli.generative.weights import load_generator, save_generator
 from anoncli.training.dataset import FaceDataset
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
@@ -121,7 +121,8 @@ class Trainer:
 
     @property
     def seed_state_path(self) -> Path:
-        """Small resumable state committed beside the weights: both networks in fp16, no optimizer moments."""
+        """Small resumable state committed beside the weights: G and D in fp16, no optimizer moments (the
+        weight average is the shipped inference file itself)."""
         return self.config.weights.with_suffix(".train.pt")
 
     def resume(self) -> str:
@@ -137,12 +138,11 @@ class Trainer:
             return f"resumed from {self.checkpoint_path} at step {self.state.step}"
         if self.seed_state_path.exists():
             saved = torch.load(self.seed_state_path, map_location=self.config.device, weights_only=True)
-            for module, key in (
-                (self.generator, "generator"),
-                (self.discriminator, "discriminator"),
-                (self.ema, "ema"),
-            ):
+            for module, key in ((self.generator, "generator"), (self.discriminator, "discriminator")):
                 module.load_state_dict({name: tensor.float() for name, tensor in saved[key].items()})
+            # The average itself ships as the inference weights; no need to keep a second copy.
+            shipped, _ = load_generator(self.config.weights, self.config.device)
+            self.ema.load_state_dict({name: tensor.float() for name, tensor in shipped.state_dict().items()})
             self.state = TrainState(**saved["state"])
             self.rng = np.random.default_rng(self.config.seed + self.state.step)
             return f"resumed from {self.seed_state_path} at step {self.state.step} (fresh optimizer moments)"
@@ -189,7 +189,6 @@ class Trainer:
         seed_state = {
             "generator": half,
             "discriminator": {name: tensor.half() for name, tensor in self.discriminator.state_dict().items()},
-            "ema": {name: tensor.half() for name, tensor in self.ema.state_dict().items()},
             "state": asdict(self.state),
         }
         temporary = self.seed_state_path.with_suffix(".tmp")
