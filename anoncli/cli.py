@@ -523,7 +523,7 @@ def evaluate(
 
     from rich.table import Table
 
-    from anoncli.evaluation import Evaluator, load_identities, pair_files
+    from anoncli.evaluation import Evaluator, load_identities, measure_diversity, pair_files
 
     if (anonymized is None) == (methods is None):
         _fail_usage("give either ANONYMIZED or --method (e.g. --method none,blur,deepprivacy)")
@@ -551,16 +551,21 @@ def evaluate(
                 if name == "none":
                     pairs = pair_files(originals, originals, IMAGE_EXTENSIONS)
                 else:
-                    out = Path(scratch) / name
-                    tasks = plan_outputs([originals], out, IMAGE_EXTENSIONS)
                     method = create_method(name, device=resolved)
-                    settings = ImageSettings(mask_scale=method.default_mask_scale)
                     finder = _build_detector(DEFAULT_DETECTOR, None, resolved)
-                    anonymize_images(tasks, finder, method, settings, Report("anonymize", {}))
-                    pairs = pair_files(originals, out, IMAGE_EXTENSIONS)
+                    samples = []
+                    for seed in (0, 1) if method.generative else (0,):
+                        out = Path(scratch) / f"{name}-{seed}"
+                        settings = ImageSettings(mask_scale=method.default_mask_scale, seed=seed)
+                        tasks = plan_outputs([originals], out, IMAGE_EXTENSIONS)
+                        anonymize_images(tasks, finder, method, settings, Report("anonymize", {}))
+                        samples.append(pair_files(originals, out, IMAGE_EXTENSIONS))
+                    pairs = samples[0]
                 if not quiet:
                     errors.print(f"evaluating {name}…")
                 results.append(evaluator.evaluate(name, pairs))
+                if name != "none" and len(samples) > 1:
+                    measure_diversity(evaluator, results[-1], samples[1])
     summaries = [result.summary() for result in results]
     table = Table(title=f"anoncli evaluate: {originals}")
     columns = [
@@ -574,6 +579,7 @@ def evaluate(
         ("FD-dlib", "fd_dlib", "{:.3f}"),
         ("bg PSNR", "background_psnr", "{:.1f}"),
         ("bg SSIM", "background_ssim", "{:.3f}"),
+        ("diversity", "diversity", "{:.3f}"),
         ("s/image", "seconds_per_image", "{:.2f}"),
     ]
     for title, _, _ in columns:

@@ -37,6 +37,7 @@ class ImageSettings:
     overwrite: bool = False
     max_megapixels: float = 150.0
     read_threads: int = 2
+    seed: int = 0  # another seed draws other fake faces from a generative method
 
 
 @dataclass
@@ -85,9 +86,9 @@ def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def face_seed(label: str, frame: int, index: int) -> int:
-    """A stable per-face seed, so re-running gives the same output."""
-    return zlib.crc32(f"{label}\0{frame}\0{index}".encode())
+def face_seed(label: str, frame: int, index: int, seed: int = 0) -> int:
+    """A stable per-face seed, so re-running gives the same output (and another `seed` another face)."""
+    return zlib.crc32(f"{seed}\0{label}\0{frame}\0{index}".encode())
 
 
 def anonymize_images(
@@ -117,7 +118,7 @@ def anonymize_images(
         for batch in batched(_prefetched(readers, todo, settings), settings.batch_size):
             for loaded in batch:
                 _find_all_faces(loaded, find_faces)
-            for loaded, frames, fallbacks in _anonymize_batch(batch, method, settings.mask_scale):
+            for loaded, frames, fallbacks in _anonymize_batch(batch, method, settings):
                 if loaded.error is not None:
                     writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
                 else:
@@ -148,7 +149,7 @@ def _find_all_faces(loaded: LoadedImage, find_faces: FaceFinder) -> None:
 
 
 def _anonymize_batch(
-    batch: list[LoadedImage], method: Anonymizer, mask_scale: float
+    batch: list[LoadedImage], method: Anonymizer, settings: ImageSettings
 ) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
     """All faces of all images in the batch go through the method in one call, then back into copies."""
     jobs: list[FrameJob] = []
@@ -157,10 +158,11 @@ def _anonymize_batch(
         if loaded.error is not None:
             continue
         for frame_index, (frame, faces) in enumerate(zip(loaded.picture.frames, loaded.faces)):
-            seeds = [face_seed(loaded.task.label, frame_index, face_index) for face_index in range(len(faces))]
+            label = loaded.task.label
+            seeds = [face_seed(label, frame_index, number, settings.seed) for number in range(len(faces))]
             jobs.append(FrameJob(frame, faces, seeds))
             owners.append(image_index)
-    results = anonymize_frames(jobs, method, mask_scale)
+    results = anonymize_frames(jobs, method, settings.mask_scale)
     frames: dict[int, list[np.ndarray]] = {}
     fallbacks: dict[int, int] = {}
     for image_index, result in zip(owners, results):

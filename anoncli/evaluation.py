@@ -55,6 +55,7 @@ class Evaluation:
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    diversity: list[float] = field(default_factory=list)  # distances between two seeds' faces
 
     def summary(self) -> dict:
         records = self.records
@@ -75,6 +76,7 @@ class Evaluation:
             ),
             "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
             "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
+            "diversity": float(np.mean(self.diversity)) if self.diversity else float("nan"),
             "seconds_per_image": self.seconds / self.images if self.images else 0.0,
             "missing": self.missing,
         }
@@ -188,6 +190,18 @@ def thumbnail(image: np.ndarray, face: Face) -> np.ndarray:
     """A square crop of 1.6 face sizes around the face, THUMBNAIL_SIDE pixels wide, for contact sheets."""
     pixels, _ = cut_square(image, centred_square(face.box, 1.6 * face.size))
     return cv2.resize(pixels, (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def measure_diversity(evaluator: Evaluator, evaluation: Evaluation, second: list[tuple[str, Path, Path]]) -> None:
+    """dlib distance between the faces of two anonymizations (different seeds) of the same originals."""
+    by_label = {label: path for label, _, path in second}
+    for record in evaluation.records:
+        path = by_label.get(record.path)
+        if path is None or not path.exists():
+            continue
+        other = rgb8(read_picture(path, max_megapixels=0).frames[0])
+        embedding = evaluator.embedder.embed(other, record.box)
+        evaluation.diversity.append(float(np.linalg.norm(embedding - record.anonymized_embedding)))
 
 
 def _core(face: Face) -> tuple[slice, slice]:

@@ -41,6 +41,8 @@ class Anonymizer(ABC):
     context: float = 1.0
     # Mask ellipse size relative to the face box when the user does not choose one.
     default_mask_scale: float = 1.3
+    # Generative methods draw a new face per seed; baselines give the same output whatever the seed.
+    generative: bool = False
 
     @abstractmethod
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:

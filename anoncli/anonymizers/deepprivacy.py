@@ -27,6 +27,7 @@ class DeepPrivacy(Anonymizer):
     context = CONTEXT
     # The erased region is the mask's core: a little beyond the face box, as in training.
     default_mask_scale = 1.1
+    generative = True
 
     def __init__(self, device: str = "cpu", weights: Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
         self.device = device
