@@ -25,7 +25,7 @@ TILE_OVERLAP = 160
 # The fine pass upscales small images up to this factor and stops at this many pixels in all; up to
 # WHOLE_PASS_PIXELS it runs on the whole image at once, above that in tiles to bound memory.
 MAX_UPSCALE = 2.0
-FINE_PIXEL_BUDGET = 16_000_000
+FINE_PIXEL_BUDGET = 8_000_000
 WHOLE_PASS_PIXELS = 4_000_000
 TILE_BATCH = 8
 MERGE_IOU = 0.4
