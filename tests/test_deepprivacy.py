@@ -105,4 +105,4 @@ def test_anonymized_celebrities_are_still_faces_and_no_longer_themselves(tmp_pat
     print(f"still a face: {found}/{total}; still the same person (dlib < 0.6): {same_person}/{total}")
     assert total >= 16
     assert same_person / total <= 0.1
-    assert found / total >= 0.6
+    assert found / total >= 0.75  # measured 15/17 with the weights of step 8250
