@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from anoncli.faces import Face, box_iou
+from anoncli.faces import Face, box_area, box_intersection, box_iou
 
 # The whole-image pass sees at most this many pixels on the long side.
 GLOBAL_SIDE = 1024
@@ -85,12 +85,8 @@ def not_inside_another(boxes: np.ndarray) -> np.ndarray:
     """Mask of boxes not mostly (CONTAINED_SHARE of their area) inside a larger box."""
     if len(boxes) < 2:
         return np.ones(len(boxes), bool)
-    left = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    top = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    right = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    bottom = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inter = box_intersection(boxes, boxes)
+    area = box_area(boxes)
     inside = (inter / np.maximum(area[:, None], 1e-9) > CONTAINED_SHARE) & (area[None, :] > area[:, None])
     return ~inside.any(axis=1)
 
