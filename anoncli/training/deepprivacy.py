@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from anoncli.generative.geometry import build_input, cut_square, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator
 from anoncli.generative.sampling import generate, to_tensors
-from anoncli.generative.weights import load_generator, save_generator
+from anoncli.generative.weights import load_generator, manifest_path, save_generator
 from anoncli.training.dataset import FaceDataset
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
@@ -164,9 +164,14 @@ class Trainer:
         )
         temporary.replace(self.checkpoint_path)
 
-    def export(self, metrics: dict | None = None) -> None:
-        """Write the shipped weights (EMA, fp16), their manifest, the resumable seed state and a sample grid."""
+    def export(self) -> None:
+        """Write the shipped weights (EMA, fp16), their manifest, the resumable seed state and a sample grid.
+
+        Quality figures measured earlier are kept in the manifest; each says at which step it was measured.
+        """
         config = self.config
+        previous = manifest_path(config.weights)
+        metrics = json.loads(previous.read_text()).get("metrics", {}) if previous.exists() else {}
         manifest = {
             "method": "deepprivacy",
             "training": {
@@ -182,7 +187,7 @@ class Trainer:
                 },
             },
             "data": config.data_description,
-            "metrics": metrics or {},
+            "metrics": metrics,
         }
         save_generator(self.ema, config.weights, manifest)
         half = {name: tensor.half() for name, tensor in self.generator.state_dict().items()}
