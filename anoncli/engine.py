@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from anoncli.anonymizers import Anonymizer
+from anoncli.attributes import Attributes, Describer
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
 from anoncli.images import ImageReadError, Picture, encode_picture, read_picture, rgb8, write_atomically
@@ -48,6 +49,7 @@ class LoadedImage:
     picture: Picture | None = None
     error: str | None = None
     faces: list[list[Face]] = field(default_factory=list)  # per frame
+    attributes: list[list[Attributes]] = field(default_factory=list)  # per frame and face, with --preserve
 
 
 def _read(task: Task, settings: ImageSettings) -> LoadedImage:
@@ -98,8 +100,12 @@ def anonymize_images(
     settings: ImageSettings,
     report: Report,
     on_result: Callable[[FileResult], None] = lambda result: None,
+    describe: Describer | None = None,
 ) -> Report:
-    """Anonymize every task's image into its output file; results land in `report` in task order."""
+    """Anonymize every task's image into its output file; results land in `report` in task order.
+
+    With `describe`, each face's attributes are estimated on the original and handed to the method.
+    """
     started = time.perf_counter()
 
     def record(result: FileResult) -> None:
@@ -118,6 +124,8 @@ def anonymize_images(
         for batch in batched(_prefetched(readers, todo, settings), settings.batch_size):
             for loaded in batch:
                 _find_all_faces(loaded, find_faces)
+                if describe is not None:
+                    _describe_all_faces(loaded, describe)
             for loaded, frames, fallbacks in _anonymize_batch(batch, method, settings):
                 if loaded.error is not None:
                     writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
@@ -148,6 +156,16 @@ def _find_all_faces(loaded: LoadedImage, find_faces: FaceFinder) -> None:
         loaded.error = f"face detection failed: {error}"
 
 
+def _describe_all_faces(loaded: LoadedImage, describe: Describer) -> None:
+    if loaded.picture is None:
+        return
+    try:
+        loaded.attributes = [describe(rgb8(frame), faces) for frame, faces in zip(loaded.picture.frames, loaded.faces)]
+    except Exception as error:  # the faces are still anonymized, only without the attributes kept
+        loaded.attributes = []
+        loaded.picture.notes.append(f"attributes not kept: estimating them failed: {error}")
+
+
 def _anonymize_batch(
     batch: list[LoadedImage], method: Anonymizer, settings: ImageSettings
 ) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
@@ -160,7 +178,8 @@ def _anonymize_batch(
         for frame_index, (frame, faces) in enumerate(zip(loaded.picture.frames, loaded.faces)):
             label = loaded.task.label
             seeds = [face_seed(label, frame_index, number, settings.seed) for number in range(len(faces))]
-            jobs.append(FrameJob(frame, faces, seeds))
+            attributes = loaded.attributes[frame_index] if loaded.attributes else None
+            jobs.append(FrameJob(frame, faces, seeds, attributes))
             owners.append(image_index)
     results = anonymize_frames(jobs, method, settings.mask_scale)
     frames: dict[int, list[np.ndarray]] = {}

@@ -3,7 +3,8 @@
 Faces are found in the originals by a reference detector. For each face: was its region changed, does a
 *different* detector still find a face there afterwards, and how far has dlib's identity embedding moved.
 Over a set: re-identification Recall@1 and verification rate, a Fréchet distance over embeddings (FD-dlib),
-and how well the background outside the faces was kept (PSNR, SSIM).
+how well the background outside the faces was kept (PSNR, SSIM), and, per attribute estimator, how often the
+anonymized face keeps the original's gender and age group.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from anoncli.attributes import AttributeEstimator, Attributes
 from anoncli.detectors import Detector
 from anoncli.faces import Face, box_iou
 from anoncli.generative.geometry import centred_square, cut_square
 from anoncli.images import read_picture, rgb8
+from anoncli.metrics.emotion import EmotionClassifier
 from anoncli.metrics.frechet import frechet_distance
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
 from anoncli.metrics.image_quality import background_psnr, background_ssim
@@ -40,6 +43,9 @@ class FaceRecord:
     anonymized_embedding: np.ndarray
     identity: str | None = None
     thumbnails: tuple[np.ndarray, np.ndarray] | None = None  # (original, anonymized) face crops for reports
+    # estimator name → (attributes of the original face, of the anonymized face)
+    attributes: dict[str, tuple[Attributes, Attributes]] = field(default_factory=dict)
+    emotions: tuple[np.ndarray, np.ndarray] | None = None  # expression probabilities, original and anonymized
 
     @property
     def distance(self) -> float:
@@ -77,6 +83,8 @@ class Evaluation:
             "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
             "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
             "diversity": float(np.mean(self.diversity)) if self.diversity else float("nan"),
+            "attribute_agreement": attribute_agreement(records),
+            **emotion_agreement(records),
             "seconds_per_image": self.seconds / self.images if self.images else 0.0,
             "missing": self.missing,
         }
@@ -85,6 +93,30 @@ class Evaluation:
 def _share(flags) -> float:
     values = list(flags)
     return sum(bool(v) for v in values) / len(values) if values else float("nan")
+
+
+def attribute_agreement(records: list[FaceRecord]) -> dict[str, dict[str, float]]:
+    """Per estimator: share of faces whose anonymized gender / age group equals the original's."""
+    result: dict[str, dict[str, float]] = {}
+    for estimator in sorted({name for r in records for name in r.attributes}):
+        pairs = [r.attributes[estimator] for r in records if estimator in r.attributes]
+        result[estimator] = {
+            "gender": _share(before.gender == after.gender for before, after in pairs),
+            "age_group": _share(before.age_group == after.age_group for before, after in pairs),
+        }
+    return result
+
+
+def emotion_agreement(records: list[FaceRecord]) -> dict[str, float]:
+    """Share of faces whose most likely expression is kept, and the mean change of the expression
+    distribution (total variation distance: 0 unchanged, 1 nothing in common)."""
+    pairs = [r.emotions for r in records if r.emotions is not None]
+    if not pairs:
+        return {"emotion_agreement": float("nan"), "emotion_change": float("nan")}
+    return {
+        "emotion_agreement": _share(before.argmax() == after.argmax() for before, after in pairs),
+        "emotion_change": float(np.mean([0.5 * np.abs(before - after).sum() for before, after in pairs])),
+    }
 
 
 def recall_at_1(records: list[FaceRecord]) -> float:
@@ -125,22 +157,39 @@ class _Original:
     rgb: np.ndarray
     faces: list[Face]
     embeddings: list[np.ndarray]
+    attributes: dict[str, list[Attributes]]  # estimator name → one per face
+    emotions: list[np.ndarray] | None  # expression probabilities per face
 
 
 class Evaluator:
     """Compares originals with anonymized copies; caches what it learns about each original."""
 
-    def __init__(self, reference: Detector, second: Detector, identities: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        reference: Detector,
+        second: Detector,
+        identities: dict[str, str] | None = None,
+        estimators: list[AttributeEstimator] | None = None,
+        emotions: EmotionClassifier | None = None,
+    ) -> None:
         self.reference, self.second = reference, second
         self.embedder = FaceEmbedder()
         self.identities = identities or {}
+        self.estimators = estimators or []
+        self.emotions = emotions
         self._originals: dict[Path, _Original] = {}
 
     def _original(self, path: Path) -> _Original:
         if path not in self._originals:
             rgb = rgb8(read_picture(path, max_megapixels=0).frames[0])
             faces = self.reference.detect(rgb)
-            self._originals[path] = _Original(rgb, faces, [self.embedder.embed(rgb, f.box) for f in faces])
+            self._originals[path] = _Original(
+                rgb,
+                faces,
+                [self.embedder.embed(rgb, f.box) for f in faces],
+                {estimator.name: estimator.estimate(rgb, faces) for estimator in self.estimators},
+                [self.emotions.probabilities(rgb, f.box) for f in faces] if self.emotions else None,
+            )
         return self._originals[path]
 
     def evaluate(self, name: str, pairs: list[tuple[str, Path, Path]]) -> Evaluation:
@@ -160,7 +209,8 @@ class Evaluator:
             after = np.array([f.box for f in self.second.detect(anonymized)]).reshape(-1, 4)
             largest = max(original.faces, key=lambda f: f.size, default=None)
             identity = self.identities.get(original_path.name)
-            for face, embedding in zip(original.faces, original.embeddings):
+            after_attributes = {e.name: e.estimate(anonymized, original.faces) for e in self.estimators}
+            for number, (face, embedding) in enumerate(zip(original.faces, original.embeddings)):
                 core = _core(face)
                 change = float(np.abs(original.rgb[core].astype(np.float32) - anonymized[core]).mean())
                 found = bool(len(after)) and box_iou(np.array(face.box), after).max() >= DETECTED_IOU
@@ -174,6 +224,13 @@ class Evaluator:
                         self.embedder.embed(anonymized, face.box),
                         identity if face is largest else None,
                         (thumbnail(original.rgb, face), thumbnail(anonymized, face)),
+                        {
+                            name: (original.attributes[name][number], estimates[number])
+                            for name, estimates in after_attributes.items()
+                        },
+                        None
+                        if original.emotions is None
+                        else (original.emotions[number], self.emotions.probabilities(anonymized, face.box)),
                     )
                 )
             background = _background(original.rgb.shape[:2], original.faces)

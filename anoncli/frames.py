@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from anoncli.anonymizers import Anonymizer, FaceCrop, anonymize_fail_closed
+from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.faces import Face
 from anoncli.images import rgb8
 from anoncli.paste import Compositor
@@ -21,6 +22,7 @@ class FrameJob:
     frame: np.ndarray  # (H, W, C) at the source's depth; left untouched, a copy is anonymized
     faces: list[Face]
     seeds: list[int]  # one per face
+    attributes: list[Attributes] | None = None  # one per face, when attributes are to be kept
 
 
 @dataclass
@@ -29,12 +31,12 @@ class FrameResult:
     fallbacks: list[str] = field(default_factory=list)  # why faces got a solid mask instead
 
 
-def face_crop(view: np.ndarray, region: Region, face: Face, seed: int) -> FaceCrop:
+def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attributes: Attributes = UNKNOWN) -> FaceCrop:
     """The method's view of one face: the region's pixels, its mask, box and landmarks in crop coordinates."""
     offset = np.array([region.x1, region.y1], np.float32)
     box = (face.box[0] - region.x1, face.box[1] - region.y1, face.box[2] - region.x1, face.box[3] - region.y1)
     landmarks = None if face.landmarks is None else np.asarray(face.landmarks, np.float32) - offset
-    return FaceCrop(np.ascontiguousarray(view[region.slices]), region.mask, box, landmarks, seed)
+    return FaceCrop(np.ascontiguousarray(view[region.slices]), region.mask, box, landmarks, seed, attributes)
 
 
 def anonymize_frames(jobs: list[FrameJob], method: Anonymizer, mask_scale: float) -> list[FrameResult]:
@@ -45,11 +47,12 @@ def anonymize_frames(jobs: list[FrameJob], method: Anonymizer, mask_scale: float
             continue
         view = rgb8(job.frame)
         height, width = view.shape[:2]
-        for face, seed in zip(job.faces, job.seeds):
+        attributes = job.attributes or [UNKNOWN] * len(job.faces)
+        for face, seed, wanted in zip(job.faces, job.seeds, attributes):
             region = face_region(face, width, height, mask_scale, method.context)
             if region.mask.size == 0 or not region.mask.any():
                 continue  # the face lies wholly outside the frame: a track predicted past the edge
-            crops.append(face_crop(view, region, face, seed))
+            crops.append(face_crop(view, region, face, seed, wanted))
             placements.append((index, region))
     replacements = anonymize_fail_closed(method, crops)
 

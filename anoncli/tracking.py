@@ -109,10 +109,13 @@ class FaceTracker(Generic[Payload]):
         self.next_id = 1
         self.buffer: deque[TrackedFrame[Payload]] = deque()
         self.index = 0
+        # The frame pushed last, its faces already linked to tracks, before the lookahead lets it go.
+        self.newest: TrackedFrame[Payload] | None = None
 
     def push(self, payload: Payload, faces: list[Face] | None) -> list[TrackedFrame[Payload]]:
         """Add the next frame (faces None: not detected on this frame); return frames now final."""
         frame = TrackedFrame(self.index, payload)
+        self.newest = frame
         self.index += 1
         for track in self.tracks:
             if track.missed:

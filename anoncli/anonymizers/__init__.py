@@ -23,8 +23,23 @@ def _deepprivacy(device: str = "cpu") -> Anonymizer:
 DEFAULT_METHOD = "blur"
 
 
-def create_method(name: str = DEFAULT_METHOD, device: str = "cpu") -> Anonymizer:
-    return METHODS.create(name, device=device)
+def create_method(
+    name: str = DEFAULT_METHOD,
+    device: str = "cpu",
+    preserve: tuple[str, ...] = (),
+    skin_tone: tuple[int, int, int] | None = None,
+) -> Anonymizer:
+    """The method `name`; ValueError when it cannot keep the attributes in `preserve` or draw `skin_tone`."""
+    method = METHODS.create(name, device=device)
+    unsupported = [attribute for attribute in preserve if attribute not in method.supported_attributes]
+    if unsupported:
+        kept = ", ".join(method.supported_attributes) or "no attributes"
+        raise ValueError(f"method {name} cannot preserve {', '.join(unsupported)} (it keeps {kept})")
+    if skin_tone is not None:
+        if not method.supports_skin_tone:
+            raise ValueError(f"method {name} cannot draw a chosen skin tone; use deepprivacy")
+        method.skin_tone = skin_tone
+    return method
 
 
 __all__ = [

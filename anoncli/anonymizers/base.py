@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anoncli.attributes.base import UNKNOWN, Attributes
+
 # Inside this mask level the face must be covered; the fail-closed checks look only there.
 CORE_MASK_LEVEL = 0.99
 SOLID_FILL = (0, 0, 0)
@@ -27,6 +29,7 @@ class FaceCrop:
     box: tuple[float, float, float, float]  # the face box, x1, y1, x2, y2
     landmarks: np.ndarray | None  # (5, 2) or None
     seed: int  # same seed → same result; a video track keeps one seed per person
+    attributes: Attributes = UNKNOWN  # what the new face should keep (`--preserve`), estimated on the original
 
     @property
     def face_size(self) -> float:
@@ -43,6 +46,12 @@ class Anonymizer(ABC):
     default_mask_scale: float = 1.3
     # Generative methods draw a new face per seed; baselines give the same output whatever the seed.
     generative: bool = False
+    # Which of ATTRIBUTE_NAMES (`--preserve`) the method can keep; it reads them from FaceCrop.attributes.
+    supported_attributes: tuple[str, ...] = ()
+    # Whether the method can draw skin in a colour the user asks for (`--skin-tone`), and that colour
+    # (RGB; None keeps the skin tone of the face's surroundings).
+    supports_skin_tone: bool = False
+    skin_tone: tuple[int, int, int] | None = None
 
     @abstractmethod
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:

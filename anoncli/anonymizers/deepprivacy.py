@@ -1,8 +1,9 @@
 """`deepprivacy`: a new face inpainted into the erased face region by the project's own conditional GAN.
 
 The generator sees the context around the face with the face ellipse erased (at full resolution, before any
-resizing), the 5 landmarks as pose, and noise drawn from the face's seed; never the face itself. Its output is
-colour-matched to the ring around the face and handed back for feathered paste-back.
+resizing), the 5 landmarks as pose, noise drawn from the face's seed and, with `--preserve`, the gender and
+age group estimated on the original (labels only); never the face itself. Its output is colour-matched to the
+ring around the face, or shifted to a skin colour the user asks for, and handed back for feathered paste-back.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import torch
 from anoncli.anonymizers.base import CORE_MASK_LEVEL, Anonymizer, FaceCrop
 from anoncli.generative.geometry import CONTEXT, Square, build_input
 from anoncli.generative.sampling import generate, to_tensors
+from anoncli.generative.skin import skin_sample
 from anoncli.generative.weights import WEIGHTS_DIR, load_generator
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "deepprivacy64.pt"
+TINT_ROUNDS = 2
 
 
 class DeepPrivacy(Anonymizer):
@@ -28,8 +31,15 @@ class DeepPrivacy(Anonymizer):
     # The erased region is the mask's core: a little beyond the face box, as in training.
     default_mask_scale = 1.1
     generative = True
+    supported_attributes = ("gender", "age")
+    supports_skin_tone = True
 
-    def __init__(self, device: str = "cpu", weights: Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        weights: Path = DEFAULT_WEIGHTS,
+        batch_size: int = 64,
+    ) -> None:
         self.device = device
         self.generator, self.manifest = load_generator(weights, device)
         self.resolution = self.generator.resolution
@@ -53,14 +63,15 @@ class DeepPrivacy(Anonymizer):
             inputs.append(generator_input)
             placements.append((square, window))
         condition, erased, _ = to_tensors(inputs, self.device)
-        generated = generate(self.generator, condition, erased, [face.seed for face in faces])
+        attributes = torch.from_numpy(np.stack([face.attributes.vector() for face in faces]))
+        generated = generate(self.generator, condition, erased, [face.seed for face in faces], attributes)
         images = ((generated.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
         return [self._place(face, *placement, image) for face, placement, image in zip(faces, placements, images)]
 
-    @staticmethod
-    def _place(face: FaceCrop, square: Square, window: Square, generated: np.ndarray) -> np.ndarray:
+    def _place(self, face: FaceCrop, square: Square, window: Square, generated: np.ndarray) -> np.ndarray:
         """Generated pixels inside the window (which holds the whole erased face), the original outside,
-        shifted to the colour of the ring around the face so the paste-back shows no seam."""
+        shifted to the colour of the ring around the face so the paste-back shows no seam, then, with a skin
+        tone asked for, scaled so the new face's skin has that mean colour."""
         height, width = face.pixels.shape[:2]
         scaled = cv2.resize(generated, (square.side, square.side), interpolation=cv2.INTER_CUBIC)
         placed = face.pixels.astype(np.float32)
@@ -73,4 +84,19 @@ class DeepPrivacy(Anonymizer):
         if ring.any():
             shift = (face.pixels[ring].astype(np.float32) - placed[ring]).mean(axis=0)
             placed[top:bottom, left:right] += shift
+        if self.skin_tone is not None:
+            placed = self._tinted(placed, face.mask >= CORE_MASK_LEVEL, face.mask)
         return np.clip(np.rint(placed), 0, 255).astype(np.uint8)
+
+    def _tinted(self, placed: np.ndarray, core: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Per-channel gains that bring the generated skin's mean colour to the target; shading is kept
+        (gains, not offsets), and the change fades out with the paste mask. A second round makes up for
+        what clipping at white took away."""
+        target = np.array(self.skin_tone, np.float32)
+        for _ in range(TINT_ROUNDS):
+            sample = skin_sample(np.clip(placed, 0, 255), core)
+            if sample is None:
+                return placed
+            gains = np.clip(target / np.maximum(sample.mean(axis=0), 1.0), 0.2, 5.0)
+            placed = np.clip(placed * (1 + (gains - 1) * weight[:, :, None]), 0, 255)
+        return placed

@@ -1,8 +1,10 @@
 """The inpainting generator (a U-Net) and its conditional discriminator, sized for CPU training.
 
 Generator input channels: masked RGB (3), known-context map (1), erased-face map (1), 5 landmark heat maps,
-and one channel of per-pixel noise inside the erased face; a latent vector joins at the bottleneck. The
-discriminator sees an image together with the same conditioning, so it judges whether the face fits.
+and one channel of per-pixel noise inside the erased face; a latent vector and the attribute vector (one-hot
+gender and age group, zeros when not asked for) join at the bottleneck. The discriminator sees an image
+together with the same conditioning, so it judges whether the face fits, and projects the attribute vector
+onto its pooled features, so it judges whether the face has the asked-for attributes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from anoncli.attributes.base import ATTRIBUTE_SIZE
 
 CONDITION_CHANNELS = 3 + 1 + 1 + 5  # masked RGB, known, erased, keypoints
 GENERATOR_INPUT_CHANNELS = CONDITION_CHANNELS + 1  # + noise
@@ -28,7 +32,8 @@ def he_init(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.Linear):
             nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 class PixelNorm(nn.Module):
@@ -45,13 +50,14 @@ class Generator(nn.Module):
         super().__init__()
         self.resolution = resolution
         self.channels = channels
+        self.attribute_size = ATTRIBUTE_SIZE
         self.stem = _conv(GENERATOR_INPUT_CHANNELS, channels[0])
         self.down = nn.ModuleList(
             nn.Sequential(_conv(c_in, c_out, stride=2), _conv(c_out, c_out)) for c_in, c_out in pairwise(channels)
         )
         bottom = resolution // 2 ** (len(channels) - 1)
         self.bottom_size = bottom
-        self.latent = nn.Linear(LATENT_SIZE, channels[-1] * bottom * bottom)
+        self.latent = nn.Linear(LATENT_SIZE + ATTRIBUTE_SIZE, channels[-1] * bottom * bottom)
         self.middle = _conv(channels[-1] * 2, channels[-1])
         self.up = nn.ModuleList(
             nn.Sequential(_conv(c_deep + c_skip, c_skip), _conv(c_skip, c_skip))
@@ -60,15 +66,19 @@ class Generator(nn.Module):
         self.to_rgb = nn.Conv2d(channels[0], 3, 1)
         he_init(self)
 
-    def forward(self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64) → image in [-1, 1]."""
+    def forward(
+        self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
+    ) -> torch.Tensor:
+        """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6) → image in [-1, 1]."""
         x = self.stem(torch.cat([condition, noise], dim=1))
         skips = [x]
         for block in self.down:
             x = block(x)
             skips.append(x)
         skips.pop()
-        z = self.latent(latent).view(-1, self.channels[-1], self.bottom_size, self.bottom_size)
+        z = self.latent(torch.cat([latent, attributes], dim=1)).view(
+            -1, self.channels[-1], self.bottom_size, self.bottom_size
+        )
         x = self.middle(torch.cat([x, z], dim=1))
         for block in self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -87,14 +97,22 @@ class Discriminator(nn.Module):
             nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), _act(), nn.Conv2d(c_out, c_out, 4, 2, 1), _act())
             for c_in, c_out in pairwise(channels[:4])
         )
-        self.out = nn.Conv2d(channels[min(3, len(channels) - 1)], 1, 3, 1, 1)
+        deepest = channels[min(3, len(channels) - 1)]
+        self.out = nn.Conv2d(deepest, 1, 3, 1, 1)
+        self.attribute_projection = nn.Linear(ATTRIBUTE_SIZE, deepest, bias=False)
         he_init(self)
+        # Starts neutral, so a discriminator trained without attributes carries on where it was.
+        nn.init.zeros_(self.attribute_projection.weight)
 
-    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Realness logit (N,), the mean over patches, and the intermediate features (for feature matching)."""
+    def forward(
+        self, image: torch.Tensor, condition: torch.Tensor, attributes: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Realness logit (N,), the mean over patches plus the attribute projection, and the intermediate
+        features (for feature matching)."""
         x = self.stem(torch.cat([image, condition], dim=1))
         features = []
         for block in self.blocks:
             x = block(x)
             features.append(x)
-        return self.out(x).mean(dim=(1, 2, 3)), features
+        projection = (self.attribute_projection(attributes) * x.mean(dim=(2, 3))).sum(dim=1)
+        return self.out(x).mean(dim=(1, 2, 3)) + projection, features

@@ -19,8 +19,15 @@ def to_tensors(inputs: list[GeneratorInput], device: str) -> tuple[torch.Tensor,
     return condition.to(device), erased.to(device), known.to(device)
 
 
-def generate(generator: Generator, condition: torch.Tensor, erased: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-    """Run the generator with per-face seeds: the same seed gives the same face."""
+def generate(
+    generator: Generator,
+    condition: torch.Tensor,
+    erased: torch.Tensor,
+    seeds: list[int],
+    attributes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run the generator with per-face seeds (the same seed gives the same face) and attribute vectors
+    (N, ATTRIBUTE_SIZE; None: no attribute asked for)."""
     size = condition.shape[-1]
     noises, latents = [], []
     for seed in seeds:
@@ -30,4 +37,6 @@ def generate(generator: Generator, condition: torch.Tensor, erased: torch.Tensor
     dtype = next(generator.parameters()).dtype
     noise = torch.stack(noises).to(condition.device, dtype) * erased.to(dtype)
     latent = torch.stack(latents).to(condition.device, dtype)
-    return generator(condition.to(dtype), noise, latent)
+    if attributes is None:
+        attributes = torch.zeros(len(seeds), generator.attribute_size)
+    return generator(condition.to(dtype), noise, latent, attributes.to(condition.device, dtype))

@@ -1,4 +1,4 @@
-"""Shipped generator weights: a state dict file plus a JSON manifest that names, checks and describes it."""
+"""Shipped weights: a state dict file plus a JSON manifest that names, checks and describes it."""
 
 from __future__ import annotations
 
@@ -29,39 +29,77 @@ def manifest_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def load_generator(weights: Path, device: str) -> tuple[Generator, dict]:
-    """The EMA generator from `weights`, checked against its manifest's sha256, in eval mode on `device`."""
+def load_checked(weights: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A state dict (as float32) and its manifest, after checking the file against the manifest's sha256."""
     manifest_file = manifest_path(weights)
     if not weights.exists() or not manifest_file.exists():
-        raise WeightsError(f"generator weights {weights} or its manifest {manifest_file.name} are missing")
+        raise WeightsError(f"weights {weights} or their manifest {manifest_file.name} are missing")
     manifest = json.loads(manifest_file.read_text())
     actual = sha256_of(weights)
     if actual != manifest["sha256"]:
         raise WeightsError(
             f"{weights} does not match its manifest (sha256 {actual[:12]}…, expected {manifest['sha256'][:12]}…)"
         )
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return {name: tensor.float() for name, tensor in state.items()}, manifest
+
+
+def save_checked(state: dict[str, torch.Tensor], weights: Path, manifest: dict) -> None:
+    """Write a state dict in fp16 and its manifest (file and sha256 filled in), each atomically."""
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    temporary = weights.with_suffix(".pt.tmp")
+    torch.save({name: tensor.detach().half().cpu() for name, tensor in state.items()}, temporary)
+    temporary.replace(weights)
+    manifest = dict(manifest, file=weights.name, sha256=sha256_of(weights))
+    manifest_temporary = manifest_path(weights).with_suffix(".json.tmp")
+    manifest_temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_temporary.replace(manifest_path(weights))
+
+
+def load_generator(weights: Path, device: str) -> tuple[Generator, dict]:
+    """The EMA generator from `weights`, in eval mode on `device` (fp16 on CUDA).
+
+    Weights trained before attribute conditioning load too; they ignore the attributes asked for.
+    """
+    state, manifest = load_checked(weights)
     architecture = manifest["architecture"]
     generator = Generator(architecture["resolution"], tuple(architecture["channels"]))
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    generator.load_state_dict({name: tensor.float() for name, tensor in state.items()})
+    if "attributes" in architecture:
+        generator.load_state_dict(state)
+    else:
+        load_grown(generator, state)
     generator.eval().requires_grad_(False)
     if device == "cuda":
         generator = generator.half()
     return generator.to(device), manifest
 
 
+def load_grown(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load `state` into `module`, which may have grown since it was saved: a layer that gained inputs keeps
+    its old weights and starts the new inputs at zero; a new layer keeps its initialisation. Returns what grew."""
+    grown = []
+    current = module.state_dict()
+    for name, tensor in current.items():
+        saved = state.get(name)
+        if saved is None:
+            grown.append(f"{name} (new)")
+            continue
+        if saved.shape != tensor.shape:
+            widened = torch.zeros_like(tensor)
+            widened[tuple(slice(0, size) for size in saved.shape)] = saved
+            saved = widened
+            grown.append(f"{name} {tuple(state[name].shape)}→{tuple(tensor.shape)}")
+        current[name] = saved.float()
+    module.load_state_dict(current)
+    return grown
+
+
 def save_generator(generator: Generator, weights: Path, manifest: dict) -> None:
-    """Write the generator in fp16 and its manifest (sha256 filled in), each atomically."""
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    temporary = weights.with_suffix(".pt.tmp")
-    torch.save({name: tensor.detach().half().cpu() for name, tensor in generator.state_dict().items()}, temporary)
-    temporary.replace(weights)
-    manifest = dict(manifest, file=weights.name, sha256=sha256_of(weights))
+    manifest = dict(manifest)
     manifest["architecture"] = {
         "name": "unet-inpainter",
         "resolution": generator.resolution,
         "channels": list(generator.channels),
+        "attributes": generator.attribute_size,
     }
-    manifest_temporary = manifest_path(weights).with_suffix(".json.tmp")
-    manifest_temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    manifest_temporary.replace(manifest_path(weights))
+    save_checked(generator.state_dict(), weights, manifest)

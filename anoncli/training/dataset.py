@@ -6,6 +6,7 @@ the list of source files, so training reads memory-mapped arrays instead of deco
 
 from __future__ import annotations
 
+import csv
 import json
 import zlib
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from anoncli.attributes import Attributes, age_group_of
 from anoncli.detectors import Detector
 from anoncli.generative.geometry import centred_square, cut_square, face_size
 
@@ -24,6 +26,7 @@ PREPARED_RESOLUTION = 128
 PREPARED_CONTEXT = 1.8
 HELD_OUT_PERCENT = 5
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LABELS_FILE = "labels.csv"  # UTKFace's: file, age, gender_0male_1female, ...
 
 
 def is_held_out(name: str) -> bool:
@@ -99,3 +102,15 @@ def prepare_faces(
     (cache / "files.json").write_text(json.dumps(kept))
     on_progress(len(paths), len(paths))
     return FaceDataset.load(cache)
+
+
+def attribute_labels(dataset: FaceDataset, data: Path) -> np.ndarray:
+    """(N, ATTRIBUTE_SIZE) one-hot gender and age group per prepared face, zeros where `data` has no label."""
+    known: dict[str, Attributes] = {}
+    labels_file = data / LABELS_FILE
+    if labels_file.exists():
+        with labels_file.open(newline="", encoding="utf-8") as file:
+            for row in csv.DictReader(file):
+                gender = ("male", "female")[int(row["gender_0male_1female"])]
+                known[row["file"]] = Attributes(gender, age_group_of(float(row["age"])))
+    return np.stack([known.get(Path(name).name, Attributes()).vector() for name in dataset.files])

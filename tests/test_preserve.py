@@ -1,0 +1,132 @@
+"""`--preserve age,gender` and `--skin-tone`: attributes are estimated on the original face and reach the
+generator as labels only; a person keeps one gender and age group for a whole video track."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anoncli.attributes import Attributes, TrackVotes, age_group_of, create_estimator
+from anoncli.generative.skin import detected_skin_colour
+from anoncli.training.dataset import is_held_out
+from conftest import SAMPLE_DATA, SHARED_DATA, load_rgb, read_report
+
+UTKFACE = SHARED_DATA / "utkface"
+CELEBS = SHARED_DATA / "identities" / "celebs13"
+# Seed 003's two targets (its light and dark skin tones).
+SKIN_TONES = [(227, 208, 202), (111, 55, 55)]
+
+
+def held_out_utkface(count: int) -> list[tuple[Path, Attributes]]:
+    """Labelled UTKFace chips that training never used (the 5 % held out by file name), spread over all ages
+    (names start with the age, so the first ones by name would all be children)."""
+    with (UTKFACE / "labels.csv").open(newline="") as file:
+        rows = [row for row in csv.DictReader(file) if is_held_out(row["file"])]
+    rows = sorted(rows, key=lambda row: row["file"])
+    rows = rows[:: max(len(rows) // count, 1)][:count]
+    return [
+        (
+            UTKFACE / row["file"],
+            Attributes(("male", "female")[int(row["gender_0male_1female"])], age_group_of(float(row["age"]))),
+        )
+        for row in rows
+    ]
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return create_estimator("anoncli", device="cpu")
+
+
+def test_the_attribute_classifier_reads_faces_it_was_not_trained_on(estimator, detector):
+    truth, estimates = [], []
+    for path, attributes in held_out_utkface(160):
+        image = load_rgb(path)
+        faces = detector.detect(image)
+        if not faces:
+            continue
+        truth.append(attributes)
+        estimates.append(estimator.estimate(image, [max(faces, key=lambda f: f.score)])[0])
+    gender = np.mean([t.gender == e.gender for t, e in zip(truth, estimates)])
+    age = np.mean([t.age_group == e.age_group for t, e in zip(truth, estimates)])
+    print(f"held-out UTKFace ({len(truth)} faces): gender {gender:.1%}, age group {age:.1%}")
+    assert len(truth) >= 150
+    assert gender >= 0.85
+    assert age >= 0.6
+
+
+def test_a_track_keeps_the_attributes_it_was_first_drawn_with():
+    votes = TrackVotes()
+    for estimate in [Attributes("female", "20-29"), Attributes("male", "20-29"), Attributes("female", "30-39")]:
+        votes.add(7, estimate)
+    decided = votes.decided(7)
+    assert decided == Attributes("female", "20-29")  # majority gender; age tie goes to the earliest
+    for _ in range(5):
+        votes.add(7, Attributes("male", "40+"))
+    assert votes.decided(7) == decided  # locked: the fake face does not change mid-track
+    assert votes.decided(8) == Attributes()  # never estimated: nothing asked of the generator
+
+
+def test_preserve_needs_a_method_that_can_keep_the_attribute(cli, tmp_path):
+    result = cli("anonymize", SAMPLE_DATA / "astronaut.jpg", "-o", tmp_path, "--method", "blur", "--preserve", "age")
+    assert result.exit_code == 2
+    assert "cannot preserve age" in result.output
+    result = cli("anonymize", SAMPLE_DATA / "astronaut.jpg", "-o", tmp_path, "-m", "deepprivacy", "--preserve", "race")
+    assert result.exit_code == 2
+    assert "unknown attribute race" in result.output
+    result = cli("video", SAMPLE_DATA / "videos", "-o", tmp_path, "--skin-tone", "300,1,1", "-m", "deepprivacy")
+    assert result.exit_code == 2
+    assert not any(tmp_path.iterdir())
+
+
+def test_preserve_in_images_and_video_is_reported(cli, tmp_path):
+    images = tmp_path / "images"
+    result = cli(
+        "anonymize", SAMPLE_DATA / "astronaut.jpg", "-o", images, "-m", "deepprivacy", "--preserve", "gender,age",
+        "--report", tmp_path / "images.json", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    report = read_report(tmp_path / "images.json")
+    assert report["settings"]["preserve"] == ["gender", "age"]
+    assert report["files"][0]["faces"] == 1 and report["files"][0]["fallback_faces"] == 0
+
+    result = cli(
+        "video", SAMPLE_DATA / "videos" / "walking.mp4", "-o", tmp_path / "video", "-m", "deepprivacy",
+        "--preserve", "gender", "--report", tmp_path / "video.json", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    report = read_report(tmp_path / "video.json")
+    assert report["settings"]["preserve"] == ["gender"]
+    assert report["files"][0]["status"] == "ok" and report["files"][0]["faces"] > 0
+
+
+@pytest.mark.parametrize("target", SKIN_TONES, ids=["light", "dark"])
+def test_skin_tone_lands_on_the_asked_colour(cli, detector, tmp_path, target):
+    """Seed 003 §4.3: mean skin colour of the new faces against the target, per channel (its goal: 20 %)."""
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    for path in sorted(CELEBS.glob("*.jpg"))[:10]:
+        shutil.copy(path, originals / path.name)
+    out = tmp_path / "out"
+    tone = ",".join(map(str, target))
+    result = cli("anonymize", originals, "-o", out, "-m", "deepprivacy", "--skin-tone", tone, "--quiet")
+    assert result.exit_code == 0
+    errors = []
+    for path in sorted(originals.iterdir()):
+        for face in detector.detect(load_rgb(path)):
+            image = load_rgb(out / path.name)
+            inner = np.zeros(image.shape[:2], bool)
+            x1, y1, x2, y2 = (int(v) for v in face.box)
+            inner[y1 + (y2 - y1) // 4 : y2 - (y2 - y1) // 4, x1 + (x2 - x1) // 4 : x2 - (x2 - x1) // 4] = True
+            colour = detected_skin_colour(image, inner)
+            if colour is not None:
+                errors.append(np.abs(colour - target) / np.array(target))
+    error = np.mean(errors, axis=0)
+    channels = ", ".join(f"{channel} {share:.1%}" for channel, share in zip("RGB", error))
+    print(f"skin tone {target}: {len(errors)} faces, error per channel {channels}")
+    assert len(errors) >= 8
+    assert (error < 0.10).all()
