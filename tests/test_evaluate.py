@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SAMPLE_DATA, SHARED_DATA
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 # Six photos of two people (identity_clusters.csv), few enough to keep the test quick.
@@ -76,3 +76,21 @@ def test_attributes_and_expression_are_kept_only_by_the_reference(figures):
     assert figures["none"]["emotion_agreement"] == 1.0 and figures["none"]["emotion_change"] == 0
     assert figures["mask"]["emotion_change"] > 0.1
     assert figures["mask"]["emotion_agreement"] < 1.0
+
+
+def test_video_evaluation_counts_exposed_frames_and_flicker(cli, tmp_path):
+    """The original against itself: every face exposed, no flicker. Blurred: nothing exposed, some flicker,
+    and frame rate, count and duration kept."""
+    clip = SAMPLE_DATA / "videos" / "walking.mp4"
+    assert cli("video", clip, "-o", tmp_path / "blur", "--method", "blur", "--quiet").exit_code == 0
+    figures = {}
+    for name, anonymized in (("none", clip), ("blur", tmp_path / "blur" / clip.name)):
+        result = cli("evaluate", clip, anonymized, "--json", tmp_path / f"{name}.json")
+        assert result.exit_code == 0, result.output
+        figures[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    none, blur = figures["none"], figures["blur"]
+    assert none["frames_with_faces"] >= 50 and none["exposed_frames"] == none["frames_with_faces"]
+    assert none["tof"] == 0 and none["bitrate_ratio"] == 1
+    assert blur["exposed_frames"] == 0
+    assert blur["tof_faces"] > blur["tof"] > 0
+    assert blur["fps_match"] and blur["frames_match"] and blur["duration_match"]
