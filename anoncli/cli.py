@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -26,6 +25,7 @@ from anoncli.engine import FaceFinder, ImageSettings, anonymize_images, detect_i
 from anoncli.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
 from anoncli.report import FAILED, OK, SKIPPED, FileResult, Report
 from anoncli.sources import UsageError, plan_inputs, plan_outputs
+from anoncli.video_engine import VideoFaceFinder, VideoSettings, anonymize_video, frame_finder, track_video
 from anoncli.video_io import DEFAULT_CODEC, VIDEO_EXTENSIONS, EncoderSettings
 
 app = typer.Typer(
@@ -375,10 +375,12 @@ DetectEveryOption = Annotated[
 ]
 
 
-def _image_detector(name: str, threshold: float | None, device: str) -> Callable[[np.ndarray], list]:
-    """A detector for video frames: one pass at native size, since tracking covers what a frame misses."""
-    find = _build_detector(name, threshold, device, max_upscale=VIDEO_MAX_UPSCALE, global_side=VIDEO_GLOBAL_SIDE)
-    return lambda image: find(None, 0, image)
+def _frame_finder(name: str, threshold: float | None, device: str) -> VideoFaceFinder:
+    """A detector for video frames: no upscaling, since tracking covers what a frame misses."""
+    options: dict = {"device": device, "max_upscale": VIDEO_MAX_UPSCALE, "global_side": VIDEO_GLOBAL_SIDE}
+    if threshold is not None:
+        options["threshold"] = threshold
+    return frame_finder(create_detector(name, **options))
 
 
 @app.command()
@@ -436,12 +438,10 @@ def video(
     covered in the half second before it is first detected. Audio is copied unchanged. Exit code: 0 all
     done, 1 some failed, 2 usage error.
     """
-    from anoncli.video_engine import VideoSettings, anonymize_video
-
     try:
         tasks = plan_outputs(inputs, output, VIDEO_EXTENSIONS)
         resolved = resolve_device(device)
-        find_faces = _image_detector(detector, threshold, resolved)
+        find_faces = _frame_finder(detector, threshold, resolved)
         anonymizer, describe = _build_method(method, resolved, preserve, skin_tone, attribute_model)
         target = _parse_bitrate(bitrate) if bitrate else None
         supplied = load_tracks(tracks_file) if tracks_file else None
@@ -525,11 +525,11 @@ def track(
 ) -> None:
     """Track faces through a video: per frame its index, time and every tracked box with its track id and
     whether it was detected or predicted (upright-frame coordinates)."""
-    from anoncli.video_engine import VideoSettings, track_video
+    from anoncli.video_engine import VideoSettings
     from anoncli.video_io import VideoReadError, probe_video
 
     try:
-        find_faces = _image_detector(detector, threshold, resolve_device(device))
+        find_faces = _frame_finder(detector, threshold, resolve_device(device))
         info = probe_video(source)
     except (KeyError, ValueError) as error:
         _fail_usage(str(error).strip("'\""))

@@ -77,8 +77,16 @@ class KalmanBox:
         self.covariance = (np.eye(8) - gain @ self.observation) @ self.covariance
 
     def box(self, grow: float = 0.0) -> tuple[float, float, float, float]:
-        cx, cy, width, height = self.state[:4]
-        return grown_box((cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2), grow)
+        return grown_box(_corners(self.state), grow)
+
+    def expected_box(self) -> tuple[float, float, float, float]:
+        """Where the box should be one frame on, without moving the filter."""
+        return _corners(self.transition @ self.state)
+
+
+def _corners(state: np.ndarray) -> tuple[float, float, float, float]:
+    cx, cy, width, height = state[:4]
+    return (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
 
 
 def grown_box(box: tuple[float, float, float, float], grow: float) -> tuple[float, float, float, float]:
@@ -138,6 +146,10 @@ class FaceTracker(Generic[Payload]):
         while len(self.buffer) > self.lookahead:
             ready.append(self.buffer.popleft())
         return ready
+
+    def expected_boxes(self) -> list[tuple[float, float, float, float]]:
+        """Where the live tracks' faces should be in the next frame pushed."""
+        return [track.filter.expected_box() for track in self.tracks]
 
     def flush(self) -> list[TrackedFrame[Payload]]:
         ready = list(self.buffer)

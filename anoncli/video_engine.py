@@ -3,6 +3,11 @@
 Frames leave the tracker `lookahead` frames after they enter it, so a face first detected now is also
 covered in the frames just before; faces the detector misses for up to `max_missed` frames keep their
 tracked boxes. Faces from a batch of frames go through the method together.
+
+Detection is full (the whole frame, and the frame at native resolution for small faces) a few times a
+second; in between, the native-resolution search looks only around the faces the tracks expect. A new small
+face is thus found at the next full detection at the latest, which lies within the lookahead, so the
+frames before it are covered too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from anoncli.anonymizers import Anonymizer
 from anoncli.attributes import Describer, TrackVotes
+from anoncli.detectors import Detector
 from anoncli.engine import batched, face_seed
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
@@ -35,7 +41,12 @@ from anoncli.video_io import (
     probe_video,
 )
 
-ImageFaceFinder = Callable[[np.ndarray], list[Face]]
+# (RGB frame, boxes where the tracks expect faces, or None for a full search) → faces.
+VideoFaceFinder = Callable[[np.ndarray, list[tuple[float, float, float, float]] | None], list[Face]]
+
+
+def frame_finder(detector: Detector) -> VideoFaceFinder:
+    return lambda image, expected: detector.detect(image) if expected is None else detector.detect_near(image, expected)
 
 
 @dataclass
@@ -45,6 +56,7 @@ class VideoSettings:
     detect_every: int = 1
     max_missed_seconds: float = 1.0
     lookahead_seconds: float = 0.5
+    full_detection_seconds: float = 0.2  # a full search at least this often; at most the lookahead
     identity_lock: bool = True
     overwrite: bool = False
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
@@ -67,10 +79,17 @@ def tracker_for(info: VideoInfo, settings: VideoSettings) -> FaceTracker:
     return FaceTracker(max_missed=max_missed, lookahead=lookahead)
 
 
+def full_detection_every(info: VideoInfo, settings: VideoSettings, lookahead: int) -> int:
+    """Every how many detections the search is full: often enough that a full one falls in every lookahead."""
+    fps = float(info.fps) if info.fps else 25.0
+    frames = min(max(1, round(fps * settings.full_detection_seconds)), lookahead)
+    return max(1, frames // settings.detect_every)
+
+
 def track_video(
     source: Path,
     info: VideoInfo,
-    find_faces: ImageFaceFinder,
+    find_faces: VideoFaceFinder,
     settings: VideoSettings,
     on_tracked: Callable[[TrackedFrame], None] = lambda frame: None,
 ) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
@@ -79,9 +98,15 @@ def track_video(
     `on_tracked` sees each frame as soon as its faces are linked to tracks, a lookahead before it is yielded.
     """
     tracker: FaceTracker[tuple[DecodedFrame, np.ndarray]] = tracker_for(info, settings)
+    full_every = full_detection_every(info, settings, tracker.lookahead)
+    detections = 0
     for decoded in decode_frames(source):
         rgb = decoded.upright_rgb(info.rotation)
-        faces = find_faces(rgb) if decoded.index % settings.detect_every == 0 else None
+        faces = None
+        if decoded.index % settings.detect_every == 0:
+            expected = None if detections % full_every == 0 else tracker.expected_boxes()
+            faces = find_faces(rgb, expected)
+            detections += 1
         ready = tracker.push((decoded, rgb), faces)
         on_tracked(tracker.newest)
         yield from ready
@@ -120,7 +145,7 @@ def replay_tracks(
 
 def anonymize_video(
     task: Task,
-    find_faces: ImageFaceFinder,
+    find_faces: VideoFaceFinder,
     method: Anonymizer,
     settings: VideoSettings,
     on_frame: Callable[[int, int], None] = lambda done, total: None,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from anoncli.detectors import DETECTORS, create_detector
 from anoncli.faces import box_iou
-from conftest import ANNOTATED, SAMPLE_DATA, annotated_boxes
+from conftest import ANNOTATED, SAMPLE_DATA, SHARED_DATA, annotated_boxes
 
 
 def recall_on_annotated(detector) -> tuple[float, int]:
@@ -81,3 +81,18 @@ def test_unknown_detector_is_a_usage_error(cli):
     result = cli("detect", SAMPLE_DATA, "--detector", "nope")
     assert result.exit_code == 2
     assert "retinaface" in result.output
+
+
+def test_searching_near_expected_faces_finds_what_the_full_search_finds():
+    """Video's cheap search between full ones: told where the faces were, it finds them all again."""
+    from anoncli.video_io import decode_frames
+
+    frame = next(decode_frames(SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4")).upright_rgb(0)
+    detector = create_detector("retinaface", max_upscale=1.0, global_side=640)
+    full = np.array([face.box for face in detector.detect(frame)])
+    near = np.array([face.box for face in detector.detect_near(frame, [tuple(box) for box in full])])
+    assert len(full) >= 6
+    assert len(near) == len(full)
+    assert (box_iou(full, near).max(axis=1) >= 0.7).all()
+    # Told nothing, it finds only the faces large enough for the whole-frame pass.
+    assert len(detector.detect_near(frame, [])) < len(full)

@@ -15,7 +15,7 @@ from anoncli.anonymizers.baselines import Pixelate
 from anoncli.cli import VIDEO_MAX_UPSCALE
 from anoncli.detectors import create_detector
 from anoncli.sources import Task
-from anoncli.video_engine import VideoSettings, anonymize_video
+from anoncli.video_engine import VideoSettings, anonymize_video, frame_finder
 from anoncli.video_io import decode_frames, probe_video
 from conftest import SHARED_DATA, face_core, read_report
 
@@ -188,7 +188,7 @@ def test_identity_lock_gives_each_track_one_seed(clips, tmp_path, lock):
     source = clips / "ntsc_with_audio.mp4"
     method = SeedRecorder()
     settings = VideoSettings(identity_lock=lock)
-    find = create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE).detect
+    find = frame_finder(create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE))
     result = anonymize_video(Task(source, tmp_path / "out.mp4", "clip"), find, method, settings)
     assert result.status == "ok" and result.video["tracks"] == 1
     assert len(method.seeds) == 45

@@ -33,6 +33,13 @@ MERGE_IOU = 0.4
 FINE_MAX_FACE = 256
 # A box mostly inside a larger box is a part of that face (an eye, a mouth) taken for a face.
 CONTAINED_SHARE = 0.7
+# `detect_near` looks at squares of this many face sizes around each expected face (at least NEAR_MIN_SIDE
+# pixels), and falls back to the full search when those squares would cover more than NEAR_MAX_SHARE.
+NEAR_CONTEXT = 3.0
+NEAR_MIN_SIDE = 96
+NEAR_MAX_SHARE = 0.4
+# Faces at least this large in the whole-image pass are found there; only smaller ones need a square.
+GLOBAL_SEEN_FACE = 40
 
 
 @dataclass
@@ -79,6 +86,10 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: fl
         keep.append(int(index))
         suppressed |= overlaps[rank] > iou_threshold
     return np.array(keep, dtype=np.int64)
+
+
+def face_side(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1])
 
 
 def not_inside_another(boxes: np.ndarray) -> np.ndarray:
@@ -143,6 +154,73 @@ class Detector(ABC):
             # Enlarged, a big face breaks into face-like parts; big faces are the global pass's job.
             sizes = np.maximum(fine.boxes[:, 2] - fine.boxes[:, 0], fine.boxes[:, 3] - fine.boxes[:, 1])
             passes.append(fine.select(sizes * fine_scale <= FINE_MAX_FACE))
+        return self._merged(passes, width, height)
+
+    def detect_near(self, image: np.ndarray, expected: list[tuple[float, float, float, float]]) -> list[Face]:
+        """Faces of one image when the caller knows roughly where they are (a video's tracks): the whole-image
+        pass, plus the fine pass only in squares around the expected faces too small for the whole-image pass.
+        New small faces elsewhere are left to the next full `detect`."""
+        height, width = image.shape[:2]
+        global_scale = min(1.0, self.global_side / max(height, width))
+        fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
+        passes = [self._global_pass(image, global_scale)]
+        if fine_scale > global_scale * 1.4:
+            small = [box for box in expected if face_side(box) * global_scale < GLOBAL_SEEN_FACE]
+            squares = [self._near_square(box, width, height) for box in small]
+            if sum(self._padded_side(square, fine_scale) ** 2 for square in squares) > NEAR_MAX_SHARE * (
+                fine_scale**2 * width * height
+            ):
+                return self.detect(image)
+            by_side: dict[int, list[tuple[int, int, int, int]]] = {}
+            for square in squares:
+                by_side.setdefault(self._padded_side(square, fine_scale), []).append(square)
+            passes += [self._squares_pass(image, group, fine_scale, side) for side, group in by_side.items()]
+        return self._merged(passes, width, height)
+
+    def _padded_side(self, square: tuple[int, int, int, int], scale: float) -> int:
+        side = max(square[2] - square[0], square[3] - square[1]) * scale
+        return math.ceil(side / self.input_multiple) * self.input_multiple
+
+    def _squares_pass(
+        self, image: np.ndarray, squares: list[tuple[int, int, int, int]], scale: float, side: int
+    ) -> RawDetections:
+        """The fine pass over squares of the image that share one padded `side`, in one batch."""
+        interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+        batch = np.zeros((len(squares), side, side, 3), np.uint8)
+        for slot, (x1, y1, x2, y2) in zip(batch, squares):
+            crop = image[y1:y2, x1:x2]
+            if scale != 1.0:
+                crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=interpolation)
+            slot[: crop.shape[0], : crop.shape[1]] = crop[:side, :side]
+        found = []
+        height, width = image.shape[:2]
+        for (x1, y1, x2, y2), raw in zip(squares, self.infer(batch)):
+            raw = raw.transformed(scale, float(x1), float(y1))
+            # A face cut by the square's edge (not the image's) is only part of a face: whole faces there
+            # are left to the whole-image pass and the next full search.
+            margin = 2.0
+            boxes = raw.boxes
+            cut = (
+                ((boxes[:, 0] < x1 + margin) & (x1 > 0))
+                | ((boxes[:, 1] < y1 + margin) & (y1 > 0))
+                | ((boxes[:, 2] > x2 - margin) & (x2 < width))
+                | ((boxes[:, 3] > y2 - margin) & (y2 < height))
+            )
+            raw = raw.select(~cut)
+            sizes = np.maximum(raw.boxes[:, 2] - raw.boxes[:, 0], raw.boxes[:, 3] - raw.boxes[:, 1])
+            found.append(raw.select(sizes * scale <= FINE_MAX_FACE))
+        return RawDetections.concat(found)
+
+    @staticmethod
+    def _near_square(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
+        x1, y1, x2, y2 = box
+        half = max(NEAR_CONTEXT * max(x2 - x1, y2 - y1), NEAR_MIN_SIDE) / 2
+        centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+        left, top = max(int(centre_x - half), 0), max(int(centre_y - half), 0)
+        right, bottom = min(int(centre_x + half), width), min(int(centre_y + half), height)
+        return left, top, max(right, left + 1), max(bottom, top + 1)
+
+    def _merged(self, passes: list[RawDetections], width: int, height: int) -> list[Face]:
         merged = RawDetections.concat(passes)
         merged = merged.select(non_max_suppression(merged.boxes, merged.scores, MERGE_IOU))
         merged = merged.select(not_inside_another(merged.boxes))
