@@ -23,6 +23,7 @@ PLOTTED = [
     ("still_detected", "still found by a second detector (higher is more useful)"),
     ("fd_dlib", "FD-dlib to the originals (lower is closer)"),
     ("background_ssim", "background SSIM (higher is better kept)"),
+    ("emotion_agreement", "expression kept (higher is more useful)"),
 ]
 
 
@@ -95,4 +96,6 @@ def write_report(folder: Path, title: str, evaluations: list[Evaluation], summar
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, dict):  # attribute agreement: per estimator, per attribute
+        return "; ".join(f"{key}: {_fmt(inner)}" for key, inner in value.items())
     return f"{value:.4g}" if isinstance(value, float) else str(value)

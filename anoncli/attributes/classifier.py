@@ -49,15 +49,20 @@ class AttributeNet(nn.Module):
         return self.head(features.mean(dim=(2, 3)))
 
 
-def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of gender and age group against one-hot `targets`; all-zero (unknown) parts are skipped."""
+def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of gender and age group against one-hot `targets`; all-zero (unknown) parts are skipped.
+
+    With a `margin`, a face whose cross-entropy is already below it adds nothing: a generator is asked for
+    a face the classifier is fairly sure of, not for one that fools it completely.
+    """
     total = logits.new_zeros(())
     parts = ((0, len(GENDERS)), (len(GENDERS), ATTRIBUTE_SIZE))
     for start, end in parts:
         target = targets[:, start:end]
         known = target.sum(dim=1) > 0
         if known.any():
-            total = total + F.cross_entropy(logits[known, start:end], target[known].argmax(dim=1))
+            each = F.cross_entropy(logits[known, start:end], target[known].argmax(dim=1), reduction="none")
+            total = total + F.relu(each - margin).mean()
     return total
 
 

@@ -1,8 +1,9 @@
 """The inpainting generator (a U-Net) and its conditional discriminator, sized for CPU training.
 
 Generator input channels: masked RGB (3), known-context map (1), erased-face map (1), 5 landmark heat maps,
-and one channel of per-pixel noise inside the erased face; a latent vector and the attribute vector (one-hot
-gender and age group, zeros when not asked for) join at the bottleneck. The discriminator sees an image
+one channel of per-pixel noise inside the erased face, and the attribute vector (one-hot gender and age
+group, zeros when not asked for) as constant planes; a latent vector and the attributes again join at the
+bottleneck. The discriminator sees an image
 together with the same conditioning, so it judges whether the face fits, and projects the attribute vector
 onto its pooled features, so it judges whether the face has the asked-for attributes.
 """
@@ -18,7 +19,7 @@ from torch.nn import functional as F
 from anoncli.attributes.base import ATTRIBUTE_SIZE
 
 CONDITION_CHANNELS = 3 + 1 + 1 + 5  # masked RGB, known, erased, keypoints
-GENERATOR_INPUT_CHANNELS = CONDITION_CHANNELS + 1  # + noise
+GENERATOR_INPUT_CHANNELS = CONDITION_CHANNELS + 1 + ATTRIBUTE_SIZE  # + noise, attribute planes
 LATENT_SIZE = 64
 
 
@@ -70,7 +71,8 @@ class Generator(nn.Module):
         self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
     ) -> torch.Tensor:
         """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6) → image in [-1, 1]."""
-        x = self.stem(torch.cat([condition, noise], dim=1))
+        planes = attributes[:, :, None, None].expand(-1, -1, *condition.shape[2:])
+        x = self.stem(torch.cat([condition, noise, planes], dim=1))
         skips = [x]
         for block in self.down:
             x = block(x)
