@@ -19,7 +19,7 @@ from anoncli import __version__
 from anoncli.anonymizers import DEFAULT_METHOD, METHODS, Anonymizer, create_method
 from anoncli.attributes import ATTRIBUTE_NAMES, DEFAULT_ESTIMATOR, ESTIMATORS, Describer, create_estimator, preserving
 from anoncli.detection_records import UserDetections, csv_rows, csv_writer, image_record, load_tracks, write_jsonl
-from anoncli.detectors import DEFAULT_DETECTOR, DETECTORS, create_detector
+from anoncli.detectors import DEFAULT_DETECTOR, DETECTORS, Detector, create_detector
 from anoncli.device import DEVICES, resolve_device
 from anoncli.engine import FaceFinder, ImageSettings, anonymize_images, detect_images
 from anoncli.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
@@ -157,11 +157,15 @@ def _build_method(
     return method, describe
 
 
-def _build_detector(name: str, threshold: float | None, device: str, **extra: object) -> FaceFinder:
+def _detector(name: str, threshold: float | None, device: str, **extra: object) -> Detector:
     options: dict = {"device": device, **extra}
     if threshold is not None:
         options["threshold"] = threshold
-    detector = create_detector(name, **options)
+    return create_detector(name, **options)
+
+
+def _build_detector(name: str, threshold: float | None, device: str) -> FaceFinder:
+    detector = _detector(name, threshold, device)
     return lambda task, frame, image: detector.detect(image)
 
 
@@ -377,10 +381,9 @@ DetectEveryOption = Annotated[
 
 def _frame_finder(name: str, threshold: float | None, device: str) -> VideoFaceFinder:
     """A detector for video frames: no upscaling, since tracking covers what a frame misses."""
-    options: dict = {"device": device, "max_upscale": VIDEO_MAX_UPSCALE, "global_side": VIDEO_GLOBAL_SIDE}
-    if threshold is not None:
-        options["threshold"] = threshold
-    return frame_finder(create_detector(name, **options))
+    return frame_finder(
+        _detector(name, threshold, device, max_upscale=VIDEO_MAX_UPSCALE, global_side=VIDEO_GLOBAL_SIDE)
+    )
 
 
 @app.command()
@@ -660,9 +663,10 @@ def evaluate(
                 if name == "none":
                     pairs = pair_files(originals, originals, IMAGE_EXTENSIONS)
                 else:
-                    base, *kept = name.split("+")
+                    base, *asked = name.split("+")
                     try:
-                        method = create_method(base, device=resolved, preserve=_parse_preserve(",".join(kept)))
+                        kept = _parse_preserve(",".join(asked))
+                        method = create_method(base, device=resolved, preserve=kept)
                     except (UsageError, ValueError) as error:
                         _fail_usage(str(error))
                     describe = preserving(estimators[0], kept) if kept and estimators else None

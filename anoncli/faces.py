@@ -70,3 +70,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of boxes a (N, 4) and b (M, 4) given as x1, y1, x2, y2."""
     inter = box_intersection(a, b)
     return inter / np.maximum(box_area(a)[:, None] + box_area(b)[None, :] - inter, 1e-9)
+
+
+def padded_crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float) -> np.ndarray | None:
+    """The image inside `box` grown by `margin` × its larger side, clipped to the image; None when under
+    2 × 2 pixels."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    pad = margin * max(x2 - x1, y2 - y1)
+    left, top = max(int(x1 - pad), 0), max(int(y1 - pad), 0)
+    right, bottom = min(int(np.ceil(x2 + pad)), width), min(int(np.ceil(y2 + pad)), height)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return np.ascontiguousarray(image[top:bottom, left:right])

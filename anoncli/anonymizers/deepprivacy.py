@@ -34,12 +34,7 @@ class DeepPrivacy(Anonymizer):
     supported_attributes = ("gender", "age")
     supports_skin_tone = True
 
-    def __init__(
-        self,
-        device: str = "cpu",
-        weights: Path = DEFAULT_WEIGHTS,
-        batch_size: int = 64,
-    ) -> None:
+    def __init__(self, device: str = "cpu", weights: Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
         self.device = device
         self.generator, self.manifest = load_generator(weights, device)
         self.resolution = self.generator.resolution

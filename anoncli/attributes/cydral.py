@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from anoncli.attributes.base import AttributeEstimator, Attributes, age_group_of
-from anoncli.faces import Face
+from anoncli.faces import Face, padded_crop
 
 # The package's landmarker wants a crop roughly where a detector's box sits, with a little margin.
 CROP_MARGIN = 0.1
@@ -29,15 +29,11 @@ class CydralEstimator(AttributeEstimator):
 
     def estimate(self, image: np.ndarray, faces: Sequence[Face]) -> list[Attributes]:
         estimates = []
-        height, width = image.shape[:2]
         for face in faces:
-            x1, y1, x2, y2 = face.box
-            margin = CROP_MARGIN * max(x2 - x1, y2 - y1)
-            left, top = max(int(x1 - margin), 0), max(int(y1 - margin), 0)
-            right, bottom = min(int(np.ceil(x2 + margin)), width), min(int(np.ceil(y2 + margin)), height)
-            if right - left < 2 or bottom - top < 2:
+            crop = padded_crop(image, face.box, CROP_MARGIN)
+            if crop is None:
                 estimates.append(Attributes())
                 continue
-            prediction = self.model.predict_face(np.ascontiguousarray(image[top:bottom, left:right]))
+            prediction = self.model.predict_face(crop)
             estimates.append(Attributes(prediction["gender"]["value"], age_group_of(prediction["age"]["value"])))
         return estimates

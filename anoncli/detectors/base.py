@@ -88,6 +88,20 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: fl
     return np.array(keep, dtype=np.int64)
 
 
+def not_cut_by_crop(
+    boxes: np.ndarray, crop: tuple[float, float, float, float], width: float, height: float
+) -> np.ndarray:
+    """Mask of boxes, in the coordinates of the crop (x1, y1, x2, y2) of an image width × height, that no
+    inner edge of the crop cuts; an edge on the image's own border cuts nothing."""
+    x1, y1, x2, y2 = crop
+    margin = 2.0
+    cut_left = (boxes[:, 0] < margin) & (x1 > 0)
+    cut_top = (boxes[:, 1] < margin) & (y1 > 0)
+    cut_right = (boxes[:, 2] > x2 - x1 - margin) & (x2 < width)
+    cut_bottom = (boxes[:, 3] > y2 - y1 - margin) & (y2 < height)
+    return ~(cut_left | cut_top | cut_right | cut_bottom)
+
+
 def face_side(box: tuple[float, float, float, float]) -> float:
     return max(box[2] - box[0], box[3] - box[1])
 
@@ -195,18 +209,11 @@ class Detector(ABC):
         found = []
         height, width = image.shape[:2]
         for (x1, y1, x2, y2), raw in zip(squares, self.infer(batch)):
-            raw = raw.transformed(scale, float(x1), float(y1))
             # A face cut by the square's edge (not the image's) is only part of a face: whole faces there
             # are left to the whole-image pass and the next full search.
-            margin = 2.0
-            boxes = raw.boxes
-            cut = (
-                ((boxes[:, 0] < x1 + margin) & (x1 > 0))
-                | ((boxes[:, 1] < y1 + margin) & (y1 > 0))
-                | ((boxes[:, 2] > x2 - margin) & (x2 < width))
-                | ((boxes[:, 3] > y2 - margin) & (y2 < height))
-            )
-            raw = raw.select(~cut)
+            crop = (x1 * scale, y1 * scale, x2 * scale, y2 * scale)
+            inside = not_cut_by_crop(raw.boxes, crop, width * scale, height * scale)
+            raw = raw.select(inside).transformed(scale, float(x1), float(y1))
             sizes = np.maximum(raw.boxes[:, 2] - raw.boxes[:, 0], raw.boxes[:, 3] - raw.boxes[:, 1])
             found.append(raw.select(sizes * scale <= FINE_MAX_FACE))
         return RawDetections.concat(found)
@@ -253,19 +260,9 @@ class Detector(ABC):
             chunk = origins[start : start + TILE_BATCH]
             batch = np.stack([scaled[y : y + TILE, x : x + TILE] for x, y in chunk])
             for (x, y), raw in zip(chunk, self.infer(batch)):
-                raw = raw.select(self._inside_tile(raw.boxes, x, y, width, height))
+                raw = raw.select(not_cut_by_crop(raw.boxes, (x, y, x + TILE, y + TILE), width, height))
                 found.append(raw.transformed(scale, x / scale, y / scale))
         return RawDetections.concat(found)
-
-    @staticmethod
-    def _inside_tile(boxes: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
-        """Drop boxes cut by an inner tile edge; the neighbouring tile or the global pass sees them whole."""
-        margin = 2.0
-        cut_left = (boxes[:, 0] < margin) & (x > 0)
-        cut_top = (boxes[:, 1] < margin) & (y > 0)
-        cut_right = (boxes[:, 2] > TILE - margin) & (x + TILE < width)
-        cut_bottom = (boxes[:, 3] > TILE - margin) & (y + TILE < height)
-        return ~(cut_left | cut_top | cut_right | cut_bottom)
 
     @staticmethod
     def _to_face(raw: RawDetections, index: int, width: int, height: int) -> Face:

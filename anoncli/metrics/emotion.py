@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from anoncli.faces import padded_crop
+
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 INPUT_SIDE = 64
 MARGIN = 0.1  # fer pads the detector's box by 10 px; relative, so it works at every face size
@@ -36,14 +38,10 @@ class EmotionClassifier:
 
     def probabilities(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """(7,) probabilities for the face in `box` of an RGB uint8 image."""
-        height, width = image.shape[:2]
-        x1, y1, x2, y2 = box
-        margin = MARGIN * max(x2 - x1, y2 - y1)
-        left, top = max(int(x1 - margin), 0), max(int(y1 - margin), 0)
-        right, bottom = min(int(np.ceil(x2 + margin)), width), min(int(np.ceil(y2 + margin)), height)
-        if right - left < 2 or bottom - top < 2:
+        crop = padded_crop(image, box, MARGIN)
+        if crop is None:
             return np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
-        gray = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2GRAY)
+        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
         face = cv2.resize(gray, (INPUT_SIDE, INPUT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
         self._interpreter.set_tensor(self._input, ((face / 255.0 - 0.5) * 2.0)[None, :, :, None])
         self._interpreter.invoke()
