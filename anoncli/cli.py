@@ -699,6 +699,9 @@ def evaluate(
         ("bg PSNR", "background_psnr", "{:.1f}"),
         ("bg SSIM", "background_ssim", "{:.3f}"),
         ("diversity", "diversity", "{:.3f}"),
+        ("detail ×", "detail_ratio", "{:.2f}"),
+        ("detail kept", "detail_kept", "{:.0%}"),
+        ("seam ×", "seam_ratio", "{:.2f}"),
         ("expression kept", "emotion_agreement", "{:.0%}"),
         ("expression Δ", "emotion_change", "{:.2f}"),
         ("s/image", "seconds_per_image", "{:.2f}"),
@@ -718,7 +721,7 @@ def evaluate(
                 " / ".join(f"{agreement.get(n, {}).get(attribute, float('nan')):.0%}" for n in estimator_names)
             )
         table.add_row(*cells)
-    Console(width=max(Console().width, 220)).print(table)
+    Console(width=max(Console().width, 260)).print(table)
     for summary in summaries:
         if summary["missing"]:
             errors.print(f"[yellow]{summary['method']}: {len(summary['missing'])} anonymized files missing[/]")

@@ -4,7 +4,9 @@ Faces are found in the originals by a reference detector. For each face: was its
 *different* detector still find a face there afterwards, and how far has dlib's identity embedding moved.
 Over a set: re-identification Recall@1 and verification rate, a Fréchet distance over embeddings (FD-dlib),
 how well the background outside the faces was kept (PSNR, SSIM), and, per attribute estimator, how often the
-anonymized face keeps the original's gender and age group.
+anonymized face keeps the original's gender and age group. Realism at the face's real size: its detail
+(Laplacian variance of the face core) against the original's, and the edge strength on the ring where a
+replacement meets its surroundings against the original's (a visible seam raises it, smearing lowers it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from anoncli.images import read_picture, rgb8
 from anoncli.metrics.emotion import EmotionClassifier
 from anoncli.metrics.frechet import frechet_distance
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
-from anoncli.metrics.image_quality import background_psnr, background_ssim
+from anoncli.metrics.image_quality import background_psnr, background_ssim, detail, edge_strength
 from anoncli.regions import face_region
 
 if TYPE_CHECKING:  # torch loads only when FID weights are given
@@ -35,6 +37,10 @@ if TYPE_CHECKING:  # torch loads only when FID weights are given
 CHANGED_LEVEL = 8.0  # mean absolute change (0–255) in a face's core that counts as "changed"
 DETECTED_IOU = 0.4
 BACKGROUND_MASK_SCALE = 2.0  # pixels beyond this many half-box sizes from every face count as background
+# Where replacements meet their surroundings: an elliptical ring, in half-box radii, that holds the feathered
+# edge of every method's paste mask.
+SEAM_RING = (1.0, 1.7)
+DETAIL_WITHIN = 2.0  # a face's detail counts as kept within this factor of the original's
 
 
 @dataclass
@@ -50,10 +56,20 @@ class FaceRecord:
     # estimator name → (attributes of the original face, of the anonymized face)
     attributes: dict[str, tuple[Attributes, Attributes]] = field(default_factory=dict)
     emotions: tuple[np.ndarray, np.ndarray] | None = None  # expression probabilities, original and anonymized
+    detail: tuple[float, float] = (0.0, 0.0)  # Laplacian variance of the face core, original and anonymized
+    seam: tuple[float, float] = (0.0, 0.0)  # edge strength on the paste ring, original and anonymized
 
     @property
     def distance(self) -> float:
         return float(np.linalg.norm(self.original_embedding - self.anonymized_embedding))
+
+    @property
+    def detail_ratio(self) -> float:
+        return self.detail[1] / max(self.detail[0], 1e-6)
+
+    @property
+    def seam_ratio(self) -> float:
+        return self.seam[1] / max(self.seam[0], 1e-6)
 
 
 @dataclass
@@ -88,6 +104,9 @@ class Evaluation:
             "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
             "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
             "diversity": float(np.mean(self.diversity)) if self.diversity else float("nan"),
+            "detail_ratio": _median(r.detail_ratio for r in records),
+            "detail_kept": _share(1 / DETAIL_WITHIN <= r.detail_ratio <= DETAIL_WITHIN for r in records),
+            "seam_ratio": _median(r.seam_ratio for r in records),
             "fid": self.fid if self.fid is not None else float("nan"),
             "attribute_agreement": attribute_agreement(records),
             **emotion_agreement(records),
@@ -99,6 +118,11 @@ class Evaluation:
 def _share(flags) -> float:
     values = list(flags)
     return sum(bool(v) for v in values) / len(values) if values else float("nan")
+
+
+def _median(values) -> float:
+    values = list(values)
+    return float(np.median(values)) if values else float("nan")
 
 
 def attribute_agreement(records: list[FaceRecord]) -> dict[str, dict[str, float]]:
@@ -221,6 +245,7 @@ class Evaluator:
             for number, (face, embedding) in enumerate(zip(original.faces, original.embeddings)):
                 core = _core(face)
                 change = float(np.abs(original.rgb[core].astype(np.float32) - anonymized[core]).mean())
+                around, ring = _seam_ring(face, original.rgb.shape[:2])
                 found = bool(len(after)) and box_iou(np.array(face.box), after).max() >= DETECTED_IOU
                 evaluation.records.append(
                     FaceRecord(
@@ -239,6 +264,8 @@ class Evaluator:
                         None
                         if original.emotions is None
                         else (original.emotions[number], self.emotions.probabilities(anonymized, face.box)),
+                        (detail(original.rgb, core), detail(anonymized, core)),
+                        (edge_strength(original.rgb, ring, around), edge_strength(anonymized, ring, around)),
                     )
                 )
             background = _background(original.rgb.shape[:2], original.faces)
@@ -277,6 +304,20 @@ def _core(face: Face) -> tuple[slice, slice]:
     x1, y1, x2, y2 = face.box
     cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * 0.3, (y2 - y1) * 0.3
     return slice(max(0, int(cy - hh)), int(cy + hh)), slice(max(0, int(cx - hw)), int(cx + hw))
+
+
+def _seam_ring(face: Face, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The crop around a face and, over it, the SEAM_RING ellipse band."""
+    x1, y1, x2, y2 = face.box
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    radius_x, radius_y = max(x2 - x1, 1.0) / 2, max(y2 - y1, 1.0) / 2
+    outer = SEAM_RING[1]
+    top, bottom = max(0, int(centre_y - outer * radius_y)), min(shape[0], int(np.ceil(centre_y + outer * radius_y)))
+    left, right = max(0, int(centre_x - outer * radius_x)), min(shape[1], int(np.ceil(centre_x + outer * radius_x)))
+    ys = (np.arange(top, bottom, dtype=np.float32) + 0.5 - centre_y) / radius_y
+    xs = (np.arange(left, right, dtype=np.float32) + 0.5 - centre_x) / radius_x
+    distance = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    return (slice(top, bottom), slice(left, right)), (distance >= SEAM_RING[0]) & (distance <= outer)
 
 
 def _background(shape: tuple[int, int], faces: list[Face]) -> np.ndarray:

