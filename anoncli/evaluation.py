@@ -22,8 +22,7 @@ import numpy as np
 
 from anoncli.attributes import AttributeEstimator, Attributes
 from anoncli.detectors import Detector
-from anoncli.faces import Face, box_iou
-from anoncli.generative.geometry import centred_square, cut_square
+from anoncli.faces import Face, box_iou, centred_square, cut_square
 from anoncli.images import read_picture, rgb8
 from anoncli.metrics.emotion import EmotionClassifier
 from anoncli.metrics.frechet import frechet_distance

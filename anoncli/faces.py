@@ -1,4 +1,5 @@
-"""The face record every stage passes along: a box, a score and five landmarks."""
+"""The face record every stage passes along (a box, a score and five landmarks) and the square crops cut
+around faces."""
 
 from __future__ import annotations
 
@@ -83,3 +84,36 @@ def padded_crop(image: np.ndarray, box: tuple[float, float, float, float], margi
     if right - left < 2 or bottom - top < 2:
         return None
     return np.ascontiguousarray(image[top:bottom, left:right])
+
+
+@dataclass(frozen=True)
+class Square:
+    """An axis-aligned square in source pixel coordinates."""
+
+    x: int
+    y: int
+    side: int
+
+
+def centred_square(box: tuple[float, float, float, float], side: float) -> Square:
+    x1, y1, x2, y2 = box
+    side = max(round(side), 4)
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    return Square(round(centre_x - side / 2), round(centre_y - side / 2), side)
+
+
+def face_size(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1], 1.0)
+
+
+def cut_square(image: np.ndarray, square: Square) -> tuple[np.ndarray, np.ndarray]:
+    """The square's pixels (zeros outside the image) and its validity map (1 inside the image)."""
+    height, width = image.shape[:2]
+    pixels = np.zeros((square.side, square.side, image.shape[2]), image.dtype)
+    valid = np.zeros((square.side, square.side), np.uint8)
+    left, top = max(square.x, 0), max(square.y, 0)
+    right, bottom = min(square.x + square.side, width), min(square.y + square.side, height)
+    if right > left and bottom > top:
+        pixels[top - square.y : bottom - square.y, left - square.x : right - square.x] = image[top:bottom, left:right]
+        valid[top - square.y : bottom - square.y, left - square.x : right - square.x] = 1
+    return pixels, valid

@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from anoncli.attributes.base import AGE_GROUPS, ATTRIBUTE_SIZE, GENDERS, AttributeEstimator, Attributes
-from anoncli.faces import Face
-from anoncli.generative.geometry import CONTEXT, centred_square, cut_square, face_size
+from anoncli.faces import Face, centred_square, cut_square, face_size
+from anoncli.generative.geometry import CONTEXT
 from anoncli.generative.weights import WEIGHTS_DIR, load_checked
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "attributes64.pt"

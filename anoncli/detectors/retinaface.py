@@ -39,6 +39,7 @@ def anchors_for(height: int, width: int) -> np.ndarray:
 
 class RetinaFaceDetector(Detector):
     name = "retinaface"
+    confirms_large_faces = True
 
     def __init__(
         self,

@@ -13,33 +13,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from anoncli.faces import Square, centred_square, cut_square, face_size
+
 # The network's input square, as a multiple of the face box's larger side.
 CONTEXT = 1.5
 # Only a window of this size around the face is shown as context, the rest of the square is "unknown".
 # The training faces are tight chips (about 1.25 box sizes wide), so conditioning on a fixed window keeps
 # what the generator sees in the wild the same as what it saw in training.
 WINDOW = 1.25
-KEYPOINT_SIGMA = 1.5  # in output pixels
-
-
-@dataclass(frozen=True)
-class Square:
-    """An axis-aligned square in source pixel coordinates."""
-
-    x: int
-    y: int
-    side: int
-
-
-def centred_square(box: tuple[float, float, float, float], side: float) -> Square:
-    x1, y1, x2, y2 = box
-    side = max(round(side), 4)
-    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-    return Square(round(centre_x - side / 2), round(centre_y - side / 2), side)
-
-
-def face_size(box: tuple[float, float, float, float]) -> float:
-    return max(box[2] - box[0], box[3] - box[1], 1.0)
+KEYPOINT_SIGMA = 1.5  # in output pixels at 64², scaled with the resolution (the same share of the face)
 
 
 def reach(erase: np.ndarray, box: tuple[float, float, float, float]) -> float:
@@ -59,19 +41,6 @@ def erase_ellipse(shape: tuple[int, int], box: tuple[float, float, float, float]
     ys = (np.arange(shape[0], dtype=np.float32) + 0.5 - centre_y) / radius_y
     xs = (np.arange(shape[1], dtype=np.float32) + 0.5 - centre_x) / radius_x
     return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
-
-
-def cut_square(image: np.ndarray, square: Square) -> tuple[np.ndarray, np.ndarray]:
-    """The square's pixels (zeros outside the image) and its validity map (1 inside the image)."""
-    height, width = image.shape[:2]
-    pixels = np.zeros((square.side, square.side, image.shape[2]), image.dtype)
-    valid = np.zeros((square.side, square.side), np.uint8)
-    left, top = max(square.x, 0), max(square.y, 0)
-    right, bottom = min(square.x + square.side, width), min(square.y + square.side, height)
-    if right > left and bottom > top:
-        pixels[top - square.y : bottom - square.y, left - square.x : right - square.x] = image[top:bottom, left:right]
-        valid[top - square.y : bottom - square.y, left - square.x : right - square.x] = 1
-    return pixels, valid
 
 
 @dataclass
@@ -144,6 +113,7 @@ def keypoint_maps(points: np.ndarray | None, resolution: int) -> np.ndarray:
     if points is None:
         return maps
     grid = np.arange(resolution, dtype=np.float32) + 0.5
+    sigma = KEYPOINT_SIGMA * resolution / 64
     for index, (x, y) in enumerate(points[:5]):
-        maps[index] = np.exp(-((grid[None, :] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * KEYPOINT_SIGMA**2))
+        maps[index] = np.exp(-((grid[None, :] - x) ** 2 + (grid[:, None] - y) ** 2) / (2 * sigma**2))
     return maps

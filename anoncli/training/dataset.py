@@ -1,7 +1,8 @@
 """Training faces, prepared once: detect each face, cut its context square, cache crops and keypoints.
 
-The cache is a folder of NumPy arrays (crops, validity maps, boxes, landmarks at PREPARED_RESOLUTION) plus
-the list of source files, so training reads memory-mapped arrays instead of decoding JPEGs every step.
+The cache is a folder of NumPy arrays (crops, validity maps, boxes, landmarks, at a resolution that leaves the
+network's square at least its own size) plus the list of source files, so training reads memory-mapped arrays
+instead of decoding JPEGs every step.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from PIL import Image
 
 from anoncli.attributes import Attributes, age_group_of
 from anoncli.detectors import Detector
-from anoncli.generative.geometry import centred_square, cut_square, face_size
+from anoncli.faces import centred_square, cut_square, face_size
 
-PREPARED_RESOLUTION = 128
+PREPARED_RESOLUTION = 128  # the smallest cache; a network of resolution R needs 1.5 R (see `prepared_resolution`)
 # Cached squares are wider than the network's input square, so training can re-cut them like inference does.
 PREPARED_CONTEXT = 1.8
 HELD_OUT_PERCENT = 5
@@ -61,17 +62,24 @@ class FaceDataset:
         return cls(files=files, **arrays)
 
 
+def prepared_resolution(network_resolution: int) -> int:
+    """Side of the cached squares for a network of `network_resolution`: the network's square (1.5 face
+    sizes) is then cut from at least its own number of pixels."""
+    return max(PREPARED_RESOLUTION, network_resolution * 3 // 2)
+
+
 def prepare_faces(
     data: Path,
     cache: Path,
     detector: Detector,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    size: int = PREPARED_RESOLUTION,
 ) -> FaceDataset:
-    """Detect one face per training image and cache its context square; reuses a finished cache."""
+    """Detect one face per training image and cache its context square at `size` pixels; reuses a finished
+    cache."""
     if (cache / "files.json").exists():
         return FaceDataset.load(cache)
     paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    size = PREPARED_RESOLUTION
     crops = np.zeros((len(paths), size, size, 3), np.uint8)
     valid = np.zeros((len(paths), size, size), np.uint8)
     boxes = np.zeros((len(paths), 4), np.float32)
