@@ -35,6 +35,13 @@ def _slice(inputs: list, attributes: dict) -> torch.Tensor:
     return data[tuple(index)]
 
 
+def _gather(inputs: list, attributes: dict) -> torch.Tensor:
+    data, indices = inputs
+    axis = attributes.get("axis", 0)
+    picked = torch.index_select(data, axis, indices.reshape(-1))
+    return picked.reshape(data.shape[:axis] + indices.shape + data.shape[axis + 1 :])
+
+
 def _resize(inputs: list, attributes: dict) -> torch.Tensor:
     if attributes.get("mode", b"nearest") != b"nearest" or attributes.get("coordinate_transformation_mode") not in (
         b"asymmetric",
@@ -51,12 +58,8 @@ OPERATORS: dict[str, _Operator] = {
     "Add": lambda i, a: i[0] + i[1],
     "Identity": lambda i, a: i[0],
     "Shape": lambda i, a: torch.tensor(i[0].shape, dtype=torch.int64),
-    "Gather": lambda i, a: torch.index_select(i[0], a.get("axis", 0), i[1].reshape(-1)).reshape(
-        i[0].shape[: a.get("axis", 0)] + i[1].shape + i[0].shape[a.get("axis", 0) + 1 :]
-    ),
-    "Unsqueeze": lambda i, a: i[0].reshape(
-        [*i[0].shape[: a["axes"][0]], 1, *i[0].shape[a["axes"][0] :]] if i[0].dim() else [1]
-    ),
+    "Gather": _gather,
+    "Unsqueeze": lambda i, a: i[0].unsqueeze(a["axes"][0]),
     "Concat": lambda i, a: torch.cat(i, dim=a["axis"]),
     "Slice": _slice,
     "Cast": lambda i, a: i[0].to(torch.int64) if a["to"] == onnx.TensorProto.INT64 else i[0].float(),
