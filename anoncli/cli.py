@@ -793,7 +793,8 @@ DEFAULT_RUNS = Path("runs")
 
 
 PreparedOption = Annotated[
-    Optional[Path], typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>].")
+    Optional[Path],
+    typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>[-<side>]]."),
 ]
 
 
@@ -813,6 +814,14 @@ def train_deepprivacy(
     ] = False,
     work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = DEFAULT_RUNS
     / "deepprivacy",
+    refine_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--refine-from",
+            help="Grow these trained weights to twice their resolution (progressive 64→128): the trained "
+            "generator stays fixed and a new full-resolution head learns the detail.",
+        ),
+    ] = None,
     prepared: PreparedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -822,15 +831,29 @@ def train_deepprivacy(
     Data are prepared once (faces detected, context squares cached, see --prepared). A killed run
     continues with --resume. Progress goes to --work-dir/log.jsonl and sample grids to --work-dir/samples/.
     """
-    from anoncli.training.dataset import attribute_labels
-    from anoncli.training.deepprivacy import TrainConfig, Trainer
+    from anoncli.generative.weights import load_checked
+    from anoncli.training.dataset import attribute_labels, prepared_resolution
+    from anoncli.training.deepprivacy import REFINE_L1_FACE, TrainConfig, Trainer
 
     resolved = resolve_device(device)
     config = TrainConfig(weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, device=resolved)
+    if refine_from is not None:
+        try:
+            _, base_manifest = load_checked(refine_from)
+        except ValueError as error:
+            _fail_usage(str(error))
+        config.refine_from, config.resolution = refine_from, 2 * base_manifest["architecture"]["resolution"]
+        # The head cannot know the real face's detail, only its kind: a strong L1 pull would average it away.
+        config.l1_face = REFINE_L1_FACE
     trainer_exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
     if trainer_exists and not resume:
         _fail_usage(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
-    dataset, config.data_description = _prepared_faces(data, prepared, resolved, quiet)
+    grown_from = _grown_from(out)
+    if trainer_exists and grown_from and refine_from is None:
+        _fail_usage(f"{out} grows {grown_from}; pass --refine-from with it again to resume")
+    dataset, config.data_description = _prepared_faces(
+        data, prepared, resolved, quiet, prepared_resolution(config.resolution)
+    )
     labels = attribute_labels(dataset, data)
     config.data_description["attribute_labels"] = int(labels.any(axis=1).sum())
     trainer = Trainer(config, dataset, labels)
@@ -849,17 +872,30 @@ def train_deepprivacy(
     errors.print(f"weights written to {out} (manifest {out.with_suffix('.json').name})")
 
 
-def _prepared_faces(data: Path, prepared: Path | None, device: str, quiet: bool) -> tuple[object, dict]:
-    """The prepared face cache of `data` (built on first use) and a description of it for manifests."""
-    from anoncli.training.dataset import HELD_OUT_PERCENT, prepare_faces
+def _grown_from(weights: Path) -> str | None:
+    """The file name of the generator that `weights` grow (see --refine-from), if they grow one."""
+    manifest = weights.with_suffix(".json")
+    if not manifest.exists():
+        return None
+    return json.loads(manifest.read_text()).get("training", {}).get("refines", {}).get("file")
 
+
+def _prepared_faces(
+    data: Path, prepared: Path | None, device: str, quiet: bool, size: int | None = None
+) -> tuple[object, dict]:
+    """The prepared face cache of `data` at `size` (built on first use) and a description of it for manifests."""
+    from anoncli.training.dataset import HELD_OUT_PERCENT, PREPARED_RESOLUTION, prepare_faces
+
+    size = size or PREPARED_RESOLUTION
     if not data.is_dir():
         _fail_usage(f"--data {data} is not a folder")
+    name = data.resolve().name + ("" if size == PREPARED_RESOLUTION else f"-{size}")
     dataset = prepare_faces(
         data,
-        prepared or DEFAULT_RUNS / "prepared" / data.resolve().name,
+        prepared or DEFAULT_RUNS / "prepared" / name,
         create_detector(DEFAULT_DETECTOR, device=device),
         on_progress=lambda done, total: None if quiet or done % 1000 else errors.print(f"prepared {done}/{total}"),
+        size=size,
     )
     description = {
         "folder": data.name,

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 
 from anoncli.anonymizers import FaceCrop, create_method
-from anoncli.anonymizers.deepprivacy import DEFAULT_WEIGHTS, DeepPrivacy
+from anoncli.anonymizers.deepprivacy import DEFAULT_WEIGHTS, REFINED_WEIGHTS, DeepPrivacy
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.detectors import create_detector
 from anoncli.faces import box_iou
 from anoncli.frames import face_crop
+from anoncli.generative.geometry import CONTEXT, build_input
+from anoncli.generative.networks import shrink_condition
+from anoncli.generative.sampling import to_tensors
 from anoncli.generative.weights import WeightsError, manifest_path
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
 from anoncli.regions import face_region
@@ -27,15 +30,38 @@ def method():
     return create_method("deepprivacy", device="cpu")
 
 
+def refined_copy(folder, from_side: int | None):
+    """The shipped 128² weights with a manifest that uses them from `from_side` (None: not at all)."""
+    copy = folder / REFINED_WEIGHTS.name
+    shutil.copy(REFINED_WEIGHTS, copy)
+    manifest = json.loads(manifest_path(REFINED_WEIGHTS).read_text())
+    manifest.pop("inference", None)
+    if from_side is not None:
+        manifest["inference"] = {"from_square_side": from_side}
+    manifest_path(copy).write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.fixture(scope="module", params=["64", "128"])
+def each_generator(request, tmp_path_factory):
+    """The method with only its 64² generator, and with the 128² one for every face (in use or still training)."""
+    if request.param == "64":
+        return DeepPrivacy(refined_weights=None)
+    if not REFINED_WEIGHTS.exists():
+        pytest.skip(f"no {REFINED_WEIGHTS.name}")
+    return DeepPrivacy(refined_weights=refined_copy(tmp_path_factory.mktemp("refined"), from_side=0))
+
+
 def crop_of(image: np.ndarray, face, seed: int, context: float) -> FaceCrop:
     region = face_region(face, image.shape[1], image.shape[0], 1.1, context)
     return face_crop(image, region, face, seed)
 
 
 @pytest.mark.parametrize("attributes", [UNKNOWN, Attributes("male", "40+")], ids=["plain", "preserve"])
-def test_the_generator_never_sees_the_face(method, astronaut, detector, attributes):
+def test_the_generator_never_sees_the_face(each_generator, astronaut, detector, attributes):
     """Randomizing every pixel of the erased face leaves the output bit-identical for the same seed (and the
     same attribute labels, which is all `--preserve` passes on)."""
+    method = each_generator
     face = detector.detect(astronaut)[0]
     crop = crop_of(astronaut, face, seed=11, context=method.context)
     crop.attributes = attributes
@@ -111,3 +137,32 @@ def test_anonymized_celebrities_are_still_faces_and_no_longer_themselves(tmp_pat
     assert total >= 16
     assert same_person / total <= 0.1
     assert found / total >= 0.75  # measured 15/17 with the weights of step 8250
+
+
+def test_the_grown_network_gives_its_base_the_conditioning_the_base_was_trained_on(astronaut, detector):
+    """The 128² network shrinks its input for the 64² base; that must match building the input at 64²."""
+    face = detector.detect(astronaut)[0]
+    crop = crop_of(astronaut, face, seed=0, context=CONTEXT)
+    valid, erase = np.ones(crop.mask.shape, np.uint8), crop.mask >= 0.99
+    inputs = [build_input(crop.pixels, valid, erase, crop.box, crop.landmarks, side)[0] for side in (64, 128)]
+    direct, _, _ = to_tensors(inputs[:1], "cpu")
+    full, _, _ = to_tensors(inputs[1:], "cpu")
+    shrunk = shrink_condition(full)
+    known_direct, known_shrunk = direct[0, 3], shrunk[0, 3]
+    assert (known_direct != known_shrunk).float().mean() < 0.02  # the two resizes disagree at most on the rim
+    assert (direct[0, 4] != shrunk[0, 4]).float().mean() < 0.02
+    both = (known_direct * known_shrunk).bool()
+    assert (direct[0, :3, both] - shrunk[0, :3, both]).abs().mean() < 0.02  # colours, in [-1, 1] units
+    assert (direct[0, 5:] - shrunk[0, 5:]).abs().max() < 0.25  # landmark maps peak at the same places
+
+
+@pytest.mark.skipif(not REFINED_WEIGHTS.exists(), reason="no 128² generator shipped")
+@pytest.mark.parametrize("from_side", [None, 96])
+def test_the_128_generator_is_used_only_from_the_size_its_manifest_names(tmp_path, from_side, astronaut, detector):
+    method = DeepPrivacy(refined_weights=refined_copy(tmp_path, from_side))
+    assert (method.refiner is not None) == (from_side is not None)
+    face = detector.detect(astronaut)[0]  # about 130 px: a square of about 195 px
+    crop = crop_of(astronaut, face, seed=5, context=method.context)
+    (drawn,) = method.anonymize([crop])
+    (drawn_at_64,) = DeepPrivacy(refined_weights=None).anonymize([crop])
+    assert np.array_equal(drawn, drawn_at_64) == (from_side is None)

@@ -4,6 +4,9 @@ The generator sees the context around the face with the face ellipse erased (at 
 resizing), the 5 landmarks as pose, noise drawn from the face's seed and, with `--preserve`, the gender and
 age group estimated on the original (labels only); never the face itself. Its output is colour-matched to the
 ring around the face, or shifted to a skin colour the user asks for, and handed back for feathered paste-back.
+Large faces get the generator grown to 128² when those weights are shipped and their manifest says from which
+square size (source pixels) they were measured to do better than the 64² one; a refiner still in training has
+no such entry and is not used.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import numpy as np
 import torch
 
 from anoncli.anonymizers.base import CORE_MASK_LEVEL, Anonymizer, FaceCrop
-from anoncli.generative.geometry import CONTEXT, Square, build_input
+from anoncli.faces import Square, face_size
+from anoncli.generative.geometry import CONTEXT, build_input
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.skin import skin_sample
 from anoncli.generative.weights import WEIGHTS_DIR, load_generator
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "deepprivacy64.pt"
+# The same generator grown to 128² (progressive), for faces whose square would otherwise be enlarged a lot.
+REFINED_WEIGHTS = WEIGHTS_DIR / "deepprivacy128.pt"
 TINT_ROUNDS = 2
 
 
@@ -34,32 +40,48 @@ class DeepPrivacy(Anonymizer):
     supported_attributes = ("gender", "age")
     supports_skin_tone = True
 
-    def __init__(self, device: str = "cpu", weights: Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        weights: Path = DEFAULT_WEIGHTS,
+        refined_weights: Path | None = REFINED_WEIGHTS,
+        batch_size: int = 64,
+    ) -> None:
         self.device = device
         self.generator, self.manifest = load_generator(weights, device)
-        self.resolution = self.generator.resolution
+        self.refiner, self.refine_from_side = None, float("inf")
+        if refined_weights is not None and refined_weights.exists():
+            refiner, manifest = load_generator(refined_weights, device)
+            side = manifest.get("inference", {}).get("from_square_side")
+            if side is not None:
+                self.refiner, self.refine_from_side = refiner, float(side)
         self.batch_size = batch_size
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
-        outputs: list[np.ndarray] = []
-        for start in range(0, len(faces), self.batch_size):
-            outputs.extend(self._anonymize_batch(faces[start : start + self.batch_size]))
+        outputs: list[np.ndarray] = [np.empty(0)] * len(faces)
+        large = [CONTEXT * face_size(face.box) >= self.refine_from_side for face in faces]
+        for generator, wanted in ((self.generator, False), (self.refiner, True)):
+            chosen = [index for index, is_large in enumerate(large) if is_large == wanted]
+            for start in range(0, len(chosen), self.batch_size):
+                batch = chosen[start : start + self.batch_size]
+                for index, image in zip(batch, self._anonymize_batch(generator, [faces[i] for i in batch])):
+                    outputs[index] = image
         return outputs
 
     @torch.inference_mode()
-    def _anonymize_batch(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
+    def _anonymize_batch(self, generator: torch.nn.Module, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
         inputs, placements = [], []
         for face in faces:
             valid = np.ones(face.mask.shape, np.uint8)
             erase = face.mask >= CORE_MASK_LEVEL
             generator_input, square, window = build_input(
-                face.pixels, valid, erase, face.box, face.landmarks, self.resolution
+                face.pixels, valid, erase, face.box, face.landmarks, generator.resolution
             )
             inputs.append(generator_input)
             placements.append((square, window))
         condition, erased, _ = to_tensors(inputs, self.device)
         attributes = torch.from_numpy(np.stack([face.attributes.vector() for face in faces]))
-        generated = generate(self.generator, condition, erased, [face.seed for face in faces], attributes)
+        generated = generate(generator, condition, erased, [face.seed for face in faces], attributes)
         images = ((generated.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
         return [self._place(face, *placement, image) for face, placement, image in zip(faces, placements, images)]
 

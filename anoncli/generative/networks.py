@@ -6,6 +6,11 @@ group, zeros when not asked for) as constant planes; a latent vector and the att
 bottleneck. The discriminator sees an image
 together with the same conditioning, so it judges whether the face fits, and projects the attribute vector
 onto its pooled features, so it judges whether the face has the asked-for attributes.
+
+`Refiner` grows a trained generator to twice its resolution (progressive 64→128): the base draws the face from
+the input shrunk to its own size, and a head at full size, seeing the base's upsampled image and last features
+with the full-size conditioning, adds the detail the base cannot hold. Its last layer starts at zero, so a new
+refiner begins as the base upsampled.
 """
 
 from __future__ import annotations
@@ -71,6 +76,12 @@ class Generator(nn.Module):
         self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
     ) -> torch.Tensor:
         """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6) → image in [-1, 1]."""
+        return torch.tanh(self.to_rgb(self.features(condition, noise, latent, attributes)))
+
+    def features(
+        self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
+    ) -> torch.Tensor:
+        """The last feature map (N, channels[0], R, R), before the RGB layer."""
         planes = attributes[:, :, None, None].expand(-1, -1, *condition.shape[2:])
         x = self.stem(torch.cat([condition, noise, planes], dim=1))
         skips = [x]
@@ -85,7 +96,46 @@ class Generator(nn.Module):
         for block in self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = block(torch.cat([x, skips.pop()], dim=1))
-        return torch.tanh(self.to_rgb(x))
+        return x
+
+
+def shrink_condition(condition: torch.Tensor) -> torch.Tensor:
+    """The conditioning at half resolution, as `prepare_input` would have made it there: a pixel is known only
+    if all four below it are, erased if any is; colours and landmark maps are averaged."""
+    pixels, known, erased, keypoints = condition[:, :3], condition[:, 3:4], condition[:, 4:5], condition[:, 5:]
+    known_half = -F.max_pool2d(-known, 2)
+    pixels_half = F.avg_pool2d(pixels, 2) * known_half
+    return torch.cat([pixels_half, known_half, F.max_pool2d(erased, 2), F.avg_pool2d(keypoints, 2)], dim=1)
+
+
+class Refiner(nn.Module):
+    def __init__(self, base: Generator, width: int = 32) -> None:
+        super().__init__()
+        self.base = base
+        self.resolution = base.resolution * 2
+        self.channels = base.channels
+        self.attribute_size = base.attribute_size
+        self.width = width
+        self.head = nn.Sequential(
+            _conv(3 + base.channels[0] + CONDITION_CHANNELS + 1, width), _conv(width, width), _conv(width, width)
+        )
+        self.to_rgb = nn.Conv2d(width, 3, 1)
+        he_init(self.head)
+        nn.init.zeros_(self.to_rgb.weight)
+        nn.init.zeros_(self.to_rgb.bias)
+
+    def forward(
+        self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
+    ) -> torch.Tensor:
+        """Same inputs and output as `Generator.forward`, at twice the base's resolution."""
+        small = shrink_condition(condition)
+        # Half-resolution noise from the same draw, scaled back to unit variance.
+        small_noise = F.avg_pool2d(noise, 2) * 2 * small[:, 4:5]
+        features = self.base.features(small, small_noise, latent, attributes)
+        image = F.interpolate(torch.tanh(self.base.to_rgb(features)), scale_factor=2.0, mode="bilinear")
+        features = F.interpolate(features, scale_factor=2.0, mode="nearest")
+        detail = self.to_rgb(self.head(torch.cat([image, features, condition, noise], dim=1)))
+        return (image + detail).clamp(-1, 1)
 
 
 class Discriminator(nn.Module):

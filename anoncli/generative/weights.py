@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from anoncli.generative.networks import Generator
+from anoncli.generative.networks import Generator, Refiner
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
 
@@ -56,14 +56,35 @@ def save_checked(state: dict[str, torch.Tensor], weights: Path, manifest: dict) 
     manifest_temporary.replace(manifest_path(weights))
 
 
-def load_generator(weights: Path, device: str) -> tuple[Generator, dict]:
+def build_generator(architecture: dict) -> Generator | Refiner:
+    """An untrained network of the architecture a manifest describes."""
+    if "base_resolution" in architecture:
+        base = Generator(architecture["base_resolution"], tuple(architecture["channels"]))
+        return Refiner(base, architecture["head_width"])
+    return Generator(architecture["resolution"], tuple(architecture["channels"]))
+
+
+def describe_generator(generator: Generator | Refiner) -> dict:
+    architecture = {
+        "name": "unet-inpainter",
+        "resolution": generator.resolution,
+        "channels": list(generator.channels),
+        "attributes": generator.attribute_size,
+    }
+    if isinstance(generator, Refiner):
+        architecture.update(name="unet-inpainter-refined", base_resolution=generator.base.resolution)
+        architecture["head_width"] = generator.width
+    return architecture
+
+
+def load_generator(weights: Path, device: str) -> tuple[Generator | Refiner, dict]:
     """The EMA generator from `weights`, in eval mode on `device` (fp16 on CUDA).
 
     Weights trained before attribute conditioning load too; they ignore the attributes asked for.
     """
     state, manifest = load_checked(weights)
     architecture = manifest["architecture"]
-    generator = Generator(architecture["resolution"], tuple(architecture["channels"]))
+    generator = build_generator(architecture)
     if "attributes" in architecture:
         generator.load_state_dict(state)
     else:
@@ -94,12 +115,6 @@ def load_grown(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[
     return grown
 
 
-def save_generator(generator: Generator, weights: Path, manifest: dict) -> None:
-    manifest = dict(manifest)
-    manifest["architecture"] = {
-        "name": "unet-inpainter",
-        "resolution": generator.resolution,
-        "channels": list(generator.channels),
-        "attributes": generator.attribute_size,
-    }
+def save_generator(generator: Generator | Refiner, weights: Path, manifest: dict) -> None:
+    manifest = dict(manifest, architecture=describe_generator(generator))
     save_checked(generator.state_dict(), weights, manifest)

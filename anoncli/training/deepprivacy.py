@@ -6,6 +6,9 @@ context (so the output continues the surroundings without a seam), a small L1 in
 attribute loss: the frozen attribute classifier must read the asked-for gender and age group in the result.
 Attributes come from the data's labels, each dropped at random so the network also learns to draw a face
 with no attribute asked for. The generator's weights are averaged (EMA); the average is what ships.
+
+With `refine_from`, a trained generator is grown to twice its resolution (`Refiner`): it stays fixed, and only
+the new full-resolution head and a discriminator at that resolution train, with the same losses.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ from torch.nn import functional as F
 from anoncli.attributes import AGE_GROUPS, GENDERS
 from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from anoncli.attributes.classifier import attribute_loss, load_classifier
-from anoncli.generative.geometry import build_input, cut_square, erase_ellipse
-from anoncli.generative.networks import Discriminator, Generator
+from anoncli.faces import cut_square
+from anoncli.generative.geometry import build_input, erase_ellipse
+from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
-from anoncli.generative.weights import load_checked, load_grown, manifest_path, save_generator
+from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
 from anoncli.training.dataset import FaceDataset
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
+CLASSIFIER_RESOLUTION = 64  # the attribute classifier's input side
+REFINE_L1_FACE = 0.25  # L1 weight inside the face when growing a generator (see `refine_from`)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class TrainConfig:
     attribute_margin: float = 0.22  # no push beyond the classifier giving the asked attribute 80 %
     attribute_dropout: float = 0.25  # chance that each attribute is not asked for, per face
     attribute_classifier: Path = CLASSIFIER_WEIGHTS
+    refine_from: Path | None = None  # trained weights to grow to `resolution` (twice theirs)
     ema_beta: float = 0.999
     mask_scales: tuple[float, float] = (1.0, 1.2)
     checkpoint_every: int = 250
@@ -121,7 +128,7 @@ def classifier_view(images: torch.Tensor, rng: np.random.Generator) -> torch.Ten
     images = F.pad(images, (3, 3, 3, 3), mode="replicate")[:, :, dy : dy + size, dx : dx + size]
     if rng.random() < 0.5:
         images = F.interpolate(F.avg_pool2d(images, 2), size=(size, size), mode="bilinear", align_corners=False)
-    return images
+    return F.avg_pool2d(images, size // CLASSIFIER_RESOLUTION) if size > CLASSIFIER_RESOLUTION else images
 
 
 def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
@@ -136,10 +143,16 @@ class Trainer:
         self.labels = labels.astype(np.float32)
         self.classifier, self.classifier_manifest = load_classifier(config.attribute_classifier, config.device)
         torch.manual_seed(config.seed)
-        self.generator = Generator(config.resolution, config.channels).to(config.device)
+        if config.refine_from is None:
+            self.generator = Generator(config.resolution, config.channels).to(config.device)
+            self.base_manifest = None
+        else:
+            base, self.base_manifest = load_generator(config.refine_from, "cpu")
+            self.generator = Refiner(base).to(config.device)
         self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), config.lr, betas=config.betas)
+        trained = [parameter for parameter in self.generator.parameters() if parameter.requires_grad]
+        self.g_optimizer = torch.optim.Adam(trained, config.lr, betas=config.betas)
         self.d_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), config.lr * config.d_lr_multiplier, betas=config.betas
         )
@@ -203,11 +216,12 @@ class Trainer:
     def export(self) -> None:
         """Write the shipped weights (EMA, fp16), their manifest, the resumable seed state and a sample grid.
 
-        Quality figures measured earlier are kept in the manifest; each says at which step it was measured.
+        Quality figures measured earlier, the record of what each training lever bought and the inference
+        settings chosen by measurement are kept in the manifest; each figure says at which step it was measured.
         """
         config = self.config
         previous = manifest_path(config.weights)
-        metrics = json.loads(previous.read_text()).get("metrics", {}) if previous.exists() else {}
+        earlier = json.loads(previous.read_text()) if previous.exists() else {}
         manifest = {
             "method": "deepprivacy",
             "training": {
@@ -224,11 +238,19 @@ class Trainer:
                 "hyperparameters": {
                     k: v
                     for k, v in asdict(config).items()
-                    if k not in ("weights", "work_dir", "data_description", "device", "attribute_classifier")
+                    if k
+                    not in ("weights", "work_dir", "data_description", "device", "attribute_classifier", "refine_from")
                 },
+                **(
+                    {}
+                    if self.base_manifest is None
+                    else {"refines": {"file": config.refine_from.name, "sha256": self.base_manifest["sha256"]}}
+                ),
             },
             "data": config.data_description,
-            "metrics": metrics,
+            "metrics": earlier.get("metrics", {}),
+            "levers": earlier.get("levers", []),
+            **({"inference": earlier["inference"]} if "inference" in earlier else {}),
         }
         save_generator(self.ema, config.weights, manifest)
         half = {name: tensor.half() for name, tensor in self.generator.state_dict().items()}
