@@ -48,6 +48,7 @@ class FaceRecord:
     box: tuple[float, float, float, float]
     changed: float  # mean |Δ| in the face core
     still_detected: bool  # by the second detector, at IoU ≥ 0.4
+    seen_before: bool  # whether the second detector finds this face in the original at all
     original_embedding: np.ndarray
     anonymized_embedding: np.ndarray
     identity: str | None = None
@@ -97,6 +98,8 @@ class Evaluation:
             "verification_rate": _share(d < SAME_PERSON_DISTANCE for d in distances_),
             "mean_distance": float(distances_.mean()) if faces else float("nan"),
             "still_detected": _share(r.still_detected for r in records),
+            # The second detector's own misses in the originals are not the method's doing.
+            "still_detected_of_seen": _share(r.still_detected for r in records if r.seen_before),
             "fd_dlib": frechet_distance(
                 np.array([r.original_embedding for r in records]), np.array([r.anonymized_embedding for r in records])
             ),
@@ -188,6 +191,7 @@ class _Original:
     embeddings: list[np.ndarray]
     attributes: dict[str, list[Attributes]]  # estimator name → one per face
     emotions: list[np.ndarray] | None  # expression probabilities per face
+    seen_by_second: list[bool]  # per face: found by the second detector in the original
 
 
 class Evaluator:
@@ -220,6 +224,7 @@ class Evaluator:
                 [self.embedder.embed(rgb, f.box) for f in faces],
                 {estimator.name: estimator.estimate(rgb, faces) for estimator in self.estimators},
                 [self.emotions.probabilities(rgb, f.box) for f in faces] if self.emotions else None,
+                _found_again(faces, self.second.detect(rgb)),
             )
         return self._originals[path]
 
@@ -237,7 +242,7 @@ class Evaluator:
                 evaluation.missing.append(f"{label} (size differs)")
                 continue
             evaluation.images += 1
-            after = np.array([f.box for f in self.second.detect(anonymized)]).reshape(-1, 4)
+            still_found = _found_again(original.faces, self.second.detect(anonymized))
             largest = max(original.faces, key=lambda f: f.size, default=None)
             identity = self.identities.get(original_path.name)
             after_attributes = {e.name: e.estimate(anonymized, original.faces) for e in self.estimators}
@@ -245,13 +250,13 @@ class Evaluator:
                 core = _core(face)
                 change = float(np.abs(original.rgb[core].astype(np.float32) - anonymized[core]).mean())
                 around, ring = _seam_ring(face, original.rgb.shape[:2])
-                found = bool(len(after)) and box_iou(np.array(face.box), after).max() >= DETECTED_IOU
                 evaluation.records.append(
                     FaceRecord(
                         label,
                         face.box,
                         change,
-                        found,
+                        still_found[number],
+                        original.seen_by_second[number],
                         embedding,
                         self.embedder.embed(anonymized, face.box),
                         identity if face is largest else None,
@@ -276,6 +281,12 @@ class Evaluator:
             evaluation.fid = frechet_distance(before, after)
         evaluation.seconds = time.perf_counter() - started
         return evaluation
+
+
+def _found_again(faces: list[Face], found: list[Face]) -> list[bool]:
+    """Per face: whether one of `found` lies on it (IoU ≥ DETECTED_IOU)."""
+    boxes = np.array([f.box for f in found]).reshape(-1, 4)
+    return [bool(len(boxes)) and box_iou(np.array(face.box), boxes).max() >= DETECTED_IOU for face in faces]
 
 
 THUMBNAIL_SIDE = 96

@@ -21,6 +21,7 @@ PLOTTED = [
     ("recall_at_1", "re-identification Recall@1 (lower is more private)"),
     ("mean_distance", "mean dlib distance to the original (higher is more private)"),
     ("still_detected", "still found by a second detector (higher is more useful)"),
+    ("still_detected_of_seen", "still found, of the faces the second detector finds in the originals"),
     ("fd_dlib", "FD-dlib to the originals (lower is closer)"),
     ("background_ssim", "background SSIM (higher is better kept)"),
     ("detail_ratio", "face detail vs the original's (1 = as sharp)"),
