@@ -10,7 +10,9 @@ import torch
 
 from anoncli.generative.networks import Generator, Refiner
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
+# The repository's weights/ (anoncli/weights links to it), packaged inside anoncli when a wheel is built, so
+# an editable and a regular install find the same files.
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 class WeightsError(ValueError):

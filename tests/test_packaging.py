@@ -1,0 +1,53 @@
+"""A regular (non-editable) install carries the shipped weights, so `--method deepprivacy` works from a wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import ROOT, SAMPLE_DATA
+
+SHIPPED = {"deepprivacy64.pt", "deepprivacy64.json", "attributes64.pt", "attributes64.json"}
+
+
+def test_the_wheel_carries_the_weights_but_not_the_training_state(tmp_path: Path):
+    wheel = _built_wheel(tmp_path)
+    names = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("anoncli/weights/")}
+    assert names >= SHIPPED
+    assert not any(name.endswith(".train.pt") for name in names)
+
+
+def test_deepprivacy_runs_from_an_installed_wheel(tmp_path: Path):
+    target = tmp_path / "site"
+    wheel = _built_wheel(tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+    )
+    photo = SAMPLE_DATA / "astronaut.jpg"
+    script = (
+        "import sys; from anoncli.cli import run; from anoncli.generative import weights; "
+        "print(weights.WEIGHTS_DIR, file=sys.stderr); run()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "anonymize", str(photo), "-o", str(tmp_path / "out"), "--method", "deepprivacy"],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(target) in result.stderr.splitlines()[0]  # the wheel's copy, not the repository's
+    assert (tmp_path / "out" / photo.name).exists()
+
+
+def _built_wheel(folder: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(folder), "."],
+        cwd=ROOT,
+        check=True,
+    )
+    return next(folder.glob("anoncli-*.whl"))
