@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from anoncli.anonymizers import FaceCrop, create_method
-from anoncli.anonymizers.deepprivacy import DEFAULT_WEIGHTS, REFINED_WEIGHTS, DeepPrivacy
+from anoncli.anonymizers.deepprivacy import DEFAULT_WEIGHTS, FACE_ASPECT, REFINED_WEIGHTS, DeepPrivacy, whole_face
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.detectors import create_detector
-from anoncli.faces import box_iou
+from anoncli.faces import Face, box_iou
 from anoncli.frames import face_crop
 from anoncli.generative.geometry import CONTEXT, build_input
 from anoncli.generative.networks import shrink_condition
@@ -57,20 +57,48 @@ def crop_of(image: np.ndarray, face, seed: int, context: float) -> FaceCrop:
     return face_crop(image, region, face, seed)
 
 
+def cut_by_left_edge(image: np.ndarray, face: Face) -> tuple[np.ndarray, Face]:
+    """The image with everything left of the face's centre line cut off, and the face as a detector would
+    report it there: its box clamped to the new edge."""
+    cut = int((face.box[0] + face.box[2]) / 2)
+    _, y1, x2, y2 = face.box
+    landmarks = tuple((x - cut, y) for x, y in face.landmarks)
+    return np.ascontiguousarray(image[:, cut:]), Face((0.0, y1, x2 - cut, y2), face.score, landmarks)
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut-by-edge"])
 @pytest.mark.parametrize("attributes", [UNKNOWN, Attributes("male", "40+")], ids=["plain", "preserve"])
-def test_the_generator_never_sees_the_face(each_generator, astronaut, detector, attributes):
+def test_the_generator_never_sees_the_face(each_generator, astronaut, detector, attributes, cut):
     """Randomizing every pixel of the erased face leaves the output bit-identical for the same seed (and the
-    same attribute labels, which is all `--preserve` passes on)."""
+    same attribute labels, which is all `--preserve` passes on), also for a face the image edge cuts, which
+    the generator completes beyond the edge."""
     method = each_generator
-    face = detector.detect(astronaut)[0]
-    crop = crop_of(astronaut, face, seed=11, context=method.context)
+    image, face = astronaut, detector.detect(astronaut)[0]
+    if cut:
+        image, face = cut_by_left_edge(image, face)
+    crop = crop_of(image, face, seed=11, context=method.context)
     crop.attributes = attributes
     scrambled = FaceCrop(crop.pixels.copy(), crop.mask, crop.box, crop.landmarks, crop.seed, attributes)
     core = crop.mask >= 0.99
     scrambled.pixels[core] = np.random.default_rng(3).integers(0, 256, (int(core.sum()), 3))
     # One call each: the same input in another batch position may differ in the last float bit.
     (first,), (second,) = method.anonymize([crop]), method.anonymize([scrambled])
+    assert first.shape == crop.pixels.shape
     assert np.array_equal(first, second)
+
+
+def test_a_face_cut_by_the_image_edge_is_completed_past_it(astronaut, detector):
+    image, face = cut_by_left_edge(astronaut, detector.detect(astronaut)[0])
+    crop = crop_of(image, face, seed=1, context=CONTEXT)
+    canvas, valid, (left, top) = whole_face(crop)
+    x1, y1, x2, y2 = canvas.box
+    assert (x2 - x1) / (y2 - y1) == pytest.approx(FACE_ASPECT, abs=0.01)
+    assert left > 0 and top == 0 and x1 < left  # the box now reaches past the image edge
+    width = crop.pixels.shape[1]
+    assert np.array_equal(canvas.pixels[:, left : left + width], crop.pixels)
+    assert valid[:, :left].max() == 0 and valid[:, left:].min() == 1
+    whole = crop_of(astronaut, detector.detect(astronaut)[0], seed=1, context=CONTEXT)
+    assert whole_face(whole)[0] is whole  # a face inside the image is left as it is
 
 
 def test_seed_fixes_the_face_and_another_seed_draws_another(method, astronaut, detector):
