@@ -600,7 +600,9 @@ def evaluate(
         Optional[Path],
         typer.Option("--identities", help="CSV of file,identity: re-identify against other photos of the person."),
     ] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every figure here as JSON.")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write every figure here as JSON, per method and per face.")
+    ] = None,
     report_dir: Annotated[
         Optional[Path],
         typer.Option("--report", help="Write an HTML page here: contact sheets, worst cases and plots."),
@@ -738,6 +740,7 @@ def evaluate(
             "originals": str(originals),
             "identities": str(identities) if identities else None,
             "results": summaries,
+            "faces": {result.name: [record.figures() for record in result.records] for result in results},
         }
         json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
     raise typer.Exit(1 if any(s["missing"] for s in summaries) else 0)

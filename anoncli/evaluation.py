@@ -71,6 +71,24 @@ class FaceRecord:
     def seam_ratio(self) -> float:
         return self.seam[1] / max(self.seam[0], 1e-6)
 
+    def figures(self) -> dict:
+        """What was measured on this one face, for a pipeline to find the faces a method failed on."""
+        return {
+            "path": self.path,
+            "box": [round(float(v), 1) for v in self.box],
+            "identity": self.identity,
+            "changed": round(self.changed, 2),
+            "distance": round(self.distance, 4),
+            "still_detected": self.still_detected,
+            "seen_before": self.seen_before,
+            "detail_ratio": round(self.detail_ratio, 4),
+            "seam_ratio": round(self.seam_ratio, 4),
+            "attributes": {
+                name: {"original": vars(before), "anonymized": vars(after)}
+                for name, (before, after) in self.attributes.items()
+            },
+        }
+
 
 @dataclass
 class Evaluation:

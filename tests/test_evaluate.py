@@ -26,8 +26,10 @@ def figures(tmp_path_factory, cli_module) -> dict:
     )
     assert result.exit_code == 0, result.output
     assert "re-id R@1" in result.output
-    figures = {row["method"]: row for row in json.loads((out / "figures.json").read_text())["results"]}
+    payload = json.loads((out / "figures.json").read_text())
+    figures = {row["method"]: row for row in payload["results"]}
     figures["report"] = out / "page"
+    figures["faces"] = payload["faces"]
     return figures
 
 
@@ -38,6 +40,16 @@ def test_the_reference_row_is_fully_identifiable_and_untouched(figures):
     assert none["still_detected"] >= 0.8
     # Of the faces the second detector finds in the originals, it finds every one again in the same image.
     assert none["still_detected_of_seen"] == 1.0
+
+
+def test_the_json_lists_every_face_so_a_pipeline_can_find_the_failures(figures):
+    for name in ("none", "blur", "pixelate", "mask"):
+        faces = figures["faces"][name]
+        assert len(faces) == figures[name]["faces"]
+        assert {face["path"] for face in faces} <= set(PHOTOS)
+        still = sum(face["still_detected"] for face in faces) / len(faces)
+        assert still == pytest.approx(figures[name]["still_detected"])
+    assert all(face["distance"] == 0 and face["changed"] == 0 for face in figures["faces"]["none"])
 
 
 def test_every_method_changes_every_face_and_lowers_reidentification(figures):
