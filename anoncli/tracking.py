@@ -26,6 +26,9 @@ MATCH_IOU = 0.15
 GROWTH_PER_FRAME = 0.03
 GROWTH_LIMIT = 0.5
 VELOCITY_DAMPING = 0.7
+# Filled backwards, a face's box also follows the path its first two detections point to, at most this many
+# face sizes back: a face walking into view was already moving before the detector found it.
+BACKFILL_MAX_SHIFT = 2.0
 
 
 @dataclass
@@ -101,7 +104,9 @@ class _Track:
     filter: KalmanBox
     landmarks: tuple | None
     score: float
+    first_seen: tuple[int, tuple[float, float, float, float]]  # frame index and box of the first detection
     missed: int = 0
+    detections: int = 1
 
 
 def track_seed(label: str, track_id: int) -> int:
@@ -171,17 +176,20 @@ class FaceTracker(Generic[Payload]):
             gap = track.missed
             track.filter.update(face.box)
             track.landmarks, track.score, track.missed = face.landmarks, face.score, 0
+            track.detections += 1
             smoothed = Face(track.filter.box(), face.score, face.landmarks)
             frame.faces[track.track_id] = TrackedFace(track.track_id, smoothed, detected=True)
             if gap:
                 self._interpolate_gap(track.track_id, smoothed.box)
+            if track.detections == 2:
+                self._follow_path_backwards(track, frame.index, face.box)
         for row, track in enumerate(self.tracks):
             if row not in matched_tracks:
                 track.missed += 1
         for col, face in enumerate(faces):
             if col in matched_faces:
                 continue
-            track = _Track(self.next_id, KalmanBox(face.box), face.landmarks, face.score)
+            track = _Track(self.next_id, KalmanBox(face.box), face.landmarks, face.score, (frame.index, face.box))
             self.next_id += 1
             self.tracks.append(track)
             frame.faces[track.track_id] = TrackedFace(track.track_id, face, detected=True)
@@ -193,6 +201,27 @@ class FaceTracker(Generic[Payload]):
             if track_id not in earlier.faces:
                 grown = Face(grown_box(face.box, GROWTH_PER_FRAME * 2), face.score, None)
                 earlier.faces[track_id] = TrackedFace(track_id, grown, detected=False)
+
+    def _follow_path_backwards(self, track: _Track, index: int, box: tuple[float, float, float, float]) -> None:
+        """Widen the boxes filled in before the first detection to also cover where the face was on the path
+        from the first detection to the second, followed backwards."""
+        first_index, first_box = track.first_seen
+        if index <= first_index:
+            return
+        frames = index - first_index
+        (first_x, first_y), (x, y) = _centre(first_box), _centre(box)
+        velocity_x, velocity_y = (x - first_x) / frames, (y - first_y) / frames
+        limit = BACKFILL_MAX_SHIFT * max(first_box[2] - first_box[0], first_box[3] - first_box[1])
+        for earlier in self.buffer:
+            entry = earlier.faces.get(track.track_id)
+            if earlier.index >= first_index or entry is None or entry.detected:
+                continue
+            frames_back = first_index - earlier.index
+            dx = float(np.clip(velocity_x * frames_back, -limit, limit))
+            dy = float(np.clip(velocity_y * frames_back, -limit, limit))
+            path = (first_box[0] - dx, first_box[1] - dy, first_box[2] - dx, first_box[3] - dy)
+            union = _union(entry.face.box, grown_box(path, GROWTH_PER_FRAME * 2))
+            earlier.faces[track.track_id] = TrackedFace(track.track_id, Face(union, entry.face.score, None), False)
 
     def _interpolate_gap(self, track_id: int, box: tuple[float, float, float, float]) -> None:
         """Replace the predictions made during a gap, still in the buffer, by a straight path to `box`."""
@@ -214,10 +243,12 @@ class FaceTracker(Generic[Payload]):
             path = tuple(a + (b - a) * weight for a, b in zip(anchor, box))
             # Keep the union of the interpolated and the predicted box: both are guesses, cover both.
             guess = earlier.faces[track_id].face
-            union = (
-                min(path[0], guess.box[0]),
-                min(path[1], guess.box[1]),
-                max(path[2], guess.box[2]),
-                max(path[3], guess.box[3]),
-            )
-            earlier.faces[track_id] = TrackedFace(track_id, Face(union, guess.score, None), detected=False)
+            earlier.faces[track_id] = TrackedFace(track_id, Face(_union(path, guess.box), guess.score, None), False)
+
+
+def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _union(first: tuple[float, float, float, float], second: tuple[float, float, float, float]) -> tuple:
+    return (min(first[0], second[0]), min(first[1], second[1]), max(first[2], second[2]), max(first[3], second[3]))
