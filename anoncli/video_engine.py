@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ def frame_finder(detector: Detector) -> VideoFaceFinder:
     return lambda image, expected: detector.detect(image) if expected is None else detector.detect_near(image, expected)
 
 
+CONFIRMED_DETECTIONS = 3
+
+
 @dataclass
 class VideoSettings:
     mask_scale: float = 1.3
@@ -67,6 +71,7 @@ class VideoStats:
     frames: int = 0
     faces: int = 0
     tracks: int = 0
+    detections_per_track: Counter = field(default_factory=Counter)
     predicted_frames: int = 0  # frames where some face was covered by a track's prediction, not a detection
     fallback_faces: int = 0
     audio_packets: int = 0
@@ -210,6 +215,9 @@ def anonymize_video(
         stats.fallback_faces,
         video={
             "tracks": stats.tracks,
+            # Tracks detected on at least CONFIRMED_DETECTIONS frames: the people, without the one-off
+            # detections that are covered all the same.
+            "confirmed_tracks": sum(n >= CONFIRMED_DETECTIONS for n in stats.detections_per_track.values()),
             "frames_with_predicted_faces": stats.predicted_frames,
             "fps_in": str(info.fps),
             "fps_out": str(output_info.fps),
@@ -255,6 +263,7 @@ def _anonymize_batch(
         stats.faces += len(entries)
         stats.predicted_frames += any(not entry.detected for entry in entries)
         stats.tracks = max([stats.tracks, *tracked.faces.keys()])
+        stats.detections_per_track.update(entry.track_id for entry in entries if entry.detected)
     writes: list[tuple[Callable, tuple]] = []
     for tracked, job, result in zip(batch, jobs, anonymize_frames(jobs, method, settings.mask_scale)):
         decoded, _ = tracked.payload
