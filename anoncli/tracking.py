@@ -206,9 +206,7 @@ class FaceTracker(Generic[Payload]):
         """Widen the boxes filled in before the first detection to also cover where the face was on the path
         from the first detection to the second, followed backwards."""
         first_index, first_box = track.first_seen
-        if index <= first_index:
-            return
-        frames = index - first_index
+        frames = index - first_index  # ≥ 1: a track takes at most one detection per frame
         (first_x, first_y), (x, y) = _centre(first_box), _centre(box)
         velocity_x, velocity_y = (x - first_x) / frames, (y - first_y) / frames
         limit = BACKFILL_MAX_SHIFT * max(first_box[2] - first_box[0], first_box[3] - first_box[1])

@@ -90,15 +90,17 @@ def test_the_generator_never_sees_the_face(each_generator, astronaut, detector, 
 def test_a_face_cut_by_the_image_edge_is_completed_past_it(astronaut, detector):
     image, face = cut_by_left_edge(astronaut, detector.detect(astronaut)[0])
     crop = crop_of(image, face, seed=1, context=CONTEXT)
-    canvas, valid, (left, top) = whole_face(crop)
-    x1, y1, x2, y2 = canvas.box
+    completed = whole_face(crop)
+    (left, top), valid = completed.offset, completed.valid
+    x1, y1, x2, y2 = completed.face.box
     assert (x2 - x1) / (y2 - y1) == pytest.approx(FACE_ASPECT, abs=0.01)
     assert left > 0 and top == 0 and x1 < left  # the box now reaches past the image edge
     width = crop.pixels.shape[1]
-    assert np.array_equal(canvas.pixels[:, left : left + width], crop.pixels)
+    assert np.array_equal(completed.face.pixels[:, left : left + width], crop.pixels)
     assert valid[:, :left].max() == 0 and valid[:, left:].min() == 1
+    assert completed.erase[:, :left].any()  # the face beyond the edge is drawn, not left unknown
     whole = crop_of(astronaut, detector.detect(astronaut)[0], seed=1, context=CONTEXT)
-    assert whole_face(whole)[0] is whole  # a face inside the image is left as it is
+    assert whole_face(whole).face is whole  # a face inside the image is left as it is
 
 
 def test_seed_fixes_the_face_and_another_seed_draws_another(method, astronaut, detector):

@@ -8,21 +8,32 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, SAMPLE_DATA
 
 SHIPPED = {"deepprivacy64.pt", "deepprivacy64.json", "attributes64.pt", "attributes64.json"}
 
 
-def test_the_wheel_carries_the_weights_but_not_the_training_state(tmp_path: Path):
-    wheel = _built_wheel(tmp_path)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(folder), "."],
+        cwd=ROOT,
+        check=True,
+    )
+    return next(folder.glob("anoncli-*.whl"))
+
+
+def test_the_wheel_carries_the_weights_but_not_the_training_state(wheel: Path):
     names = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("anoncli/weights/")}
     assert names >= SHIPPED
     assert not any(name.endswith(".train.pt") for name in names)
 
 
-def test_deepprivacy_runs_from_an_installed_wheel(tmp_path: Path):
+def test_deepprivacy_runs_from_an_installed_wheel(wheel: Path, tmp_path: Path):
     target = tmp_path / "site"
-    wheel = _built_wheel(tmp_path)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
         check=True,
@@ -42,12 +53,3 @@ def test_deepprivacy_runs_from_an_installed_wheel(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert str(target) in result.stderr.splitlines()[0]  # the wheel's copy, not the repository's
     assert (tmp_path / "out" / photo.name).exists()
-
-
-def _built_wheel(folder: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(folder), "."],
-        cwd=ROOT,
-        check=True,
-    )
-    return next(folder.glob("anoncli-*.whl"))

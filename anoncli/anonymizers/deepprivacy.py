@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -37,32 +38,44 @@ TINT_ROUNDS = 2
 FACE_ASPECT = 0.73
 
 
-def whole_face(face: FaceCrop) -> tuple[FaceCrop, np.ndarray, tuple[int, int]]:
-    """`face` on a canvas that reaches past the crop edges that cut its box (the image's edges), with the
-    canvas's validity map and the crop's (x, y) offset on it. A face not cut comes back as it is."""
+@dataclass
+class WholeFace:
+    """A face on a canvas that reaches past the image edges that cut its box."""
+
+    face: FaceCrop  # in canvas coordinates, its box grown past those edges
+    valid: np.ndarray  # (h, w) uint8: 1 over the crop, 0 beyond the image edge
+    erase: np.ndarray  # (h, w) bool: the crop's mask core and, beyond the edge, the whole face's ellipse
+    offset: tuple[int, int]  # (x, y) of the crop on the canvas
+
+
+def whole_face(face: FaceCrop) -> WholeFace:
+    """`face` completed past the crop edges that cut its box (those are the image's edges: the crop holds
+    context on every other side). A face not cut keeps its crop as the canvas."""
     height, width = face.pixels.shape[:2]
     x1, y1, x2, y2 = face.box
-    box_width, box_height = x2 - x1, y2 - y1
-    grow_x = max(0.0, FACE_ASPECT * box_height - box_width)
-    grow_y = max(0.0, box_width / FACE_ASPECT - box_height)
-    at_left, at_right = x1 <= 0.5, x2 >= width - 0.5
-    at_top, at_bottom = y1 <= 0.5, y2 >= height - 0.5
-    left = math.ceil(grow_x / (at_left + at_right)) if at_left and grow_x else 0
-    right = math.ceil(grow_x / (at_left + at_right)) if at_right and grow_x else 0
-    top = math.ceil(grow_y / (at_top + at_bottom)) if at_top and grow_y else 0
-    bottom = math.ceil(grow_y / (at_top + at_bottom)) if at_bottom and grow_y else 0
-    valid = np.ones((height + top + bottom, width + left + right), np.uint8)
+    left, right = _growth(FACE_ASPECT * (y2 - y1) - (x2 - x1), x1 <= 0.5, x2 >= width - 0.5)
+    top, bottom = _growth((x2 - x1) / FACE_ASPECT - (y2 - y1), y1 <= 0.5, y2 >= height - 0.5)
+    core = face.mask >= CORE_MASK_LEVEL
     if not left + right + top + bottom:
-        return face, valid, (0, 0)
-    valid[:] = 0
-    valid[top : top + height, left : left + width] = 1
+        return WholeFace(face, np.ones(core.shape, np.uint8), core, (0, 0))
     pad = ((top, bottom), (left, right))
+    valid = np.pad(np.ones(core.shape, np.uint8), pad)
     box = (x1, y1, x2 + left + right, y2 + top + bottom)  # the crop's box moved by (left, top), then grown
     landmarks = None if face.landmarks is None else face.landmarks + np.array([left, top], np.float32)
     canvas = FaceCrop(
         np.pad(face.pixels, (*pad, (0, 0))), np.pad(face.mask, pad), box, landmarks, face.seed, face.attributes
     )
-    return canvas, valid, (left, top)
+    # Beyond the edge the whole face's ellipse is erased too, so the generator draws a whole face.
+    erase = np.pad(core, pad) | (erase_ellipse(valid.shape, box, 1.0) & (valid == 0))
+    return WholeFace(canvas, valid, erase, (left, top))
+
+
+def _growth(missing: float, at_start: bool, at_end: bool) -> tuple[int, int]:
+    """Pixels to add before and after a box side that is `missing` pixels short, on the cut sides only."""
+    if missing <= 0 or not (at_start or at_end):
+        return 0, 0
+    share = math.ceil(missing / (at_start + at_end))
+    return share * at_start, share * at_end
 
 
 class DeepPrivacy(Anonymizer):
@@ -104,25 +117,23 @@ class DeepPrivacy(Anonymizer):
 
     @torch.inference_mode()
     def _anonymize_batch(self, generator: torch.nn.Module, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
-        inputs, placements, canvases = [], [], []
+        inputs, placements, wholes = [], [], []
         for face in faces:
-            canvas, valid, offset = whole_face(face)
-            # Beyond the image edge the whole face's ellipse is erased too, so the generator draws a whole face.
-            erase = (canvas.mask >= CORE_MASK_LEVEL) | (erase_ellipse(valid.shape, canvas.box, 1.0) & (valid == 0))
+            whole = whole_face(face)
             generator_input, square, window = build_input(
-                canvas.pixels, valid, erase, canvas.box, canvas.landmarks, generator.resolution
+                whole.face.pixels, whole.valid, whole.erase, whole.face.box, whole.face.landmarks, generator.resolution
             )
             inputs.append(generator_input)
             placements.append((square, window))
-            canvases.append((canvas, offset))
+            wholes.append(whole)
         condition, erased, _ = to_tensors(inputs, self.device)
         attributes = torch.from_numpy(np.stack([face.attributes.vector() for face in faces]))
         generated = generate(generator, condition, erased, [face.seed for face in faces], attributes)
         images = ((generated.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
         outputs = []
-        for face, (canvas, (left, top)), placement, image in zip(faces, canvases, placements, images):
-            height, width = face.pixels.shape[:2]
-            outputs.append(self._place(canvas, *placement, image)[top : top + height, left : left + width])
+        for face, whole, placement, image in zip(faces, wholes, placements, images):
+            (left, top), (height, width) = whole.offset, face.pixels.shape[:2]
+            outputs.append(self._place(whole.face, *placement, image)[top : top + height, left : left + width])
         return outputs
 
     def _place(self, face: FaceCrop, square: Square, window: Square, generated: np.ndarray) -> np.ndarray:
