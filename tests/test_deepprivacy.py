@@ -196,3 +196,22 @@ def test_the_128_generator_is_used_only_from_the_size_its_manifest_names(tmp_pat
     (drawn,) = method.anonymize([crop])
     (drawn_at_64,) = DeepPrivacy(refined_weights=None).anonymize([crop])
     assert np.array_equal(drawn, drawn_at_64) == (from_side is None)
+
+
+def test_no_line_where_the_generated_window_ends(method, detector):
+    """The paste feather reaches a little past the window the generator draws; across the window's top and
+    bottom edges the pasted face changes no more than between neighbouring rows nearby."""
+    image = load_rgb(CELEBS / "img26.jpg").astype(np.uint8)
+    face = max(detector.detect(image), key=lambda f: f.size)
+    crop = crop_of(image, face, seed=5, context=method.context)
+    (output,) = method.anonymize([crop])
+    mask = crop.mask[:, :, None]
+    pasted = crop.pixels * (1 - mask) + output * mask
+    whole = whole_face(crop)
+    _, _, window = build_input(whole.face.pixels, whole.valid, whole.erase, whole.face.box, None, 64)
+    step = np.abs(np.diff(pasted, axis=0)).mean(axis=2)  # step[y]: change from row y to row y + 1
+    for edge in (window.y - 1, window.y + window.side - 1):
+        columns = crop.mask[edge] > 0.05
+        assert columns.sum() > 10
+        nearby = np.median([step[y][columns].mean() for y in range(edge - 8, edge + 9) if y != edge])
+        assert step[edge][columns].mean() < 2 * nearby + 1

@@ -36,6 +36,9 @@ TINT_ROUNDS = 2
 # RetinaFace boxes on celebs13 and the group photos, 0.68-0.79 for 80 % of them), the part beyond the edge
 # erased and unknown, and only the part inside the image is kept.
 FACE_ASPECT = 0.73
+# Share of the window's side over which generated context fades into the original at its edge; the
+# generator's own output is least sure near the edge of what it was shown.
+WINDOW_FADE = 0.05
 
 
 @dataclass
@@ -68,6 +71,17 @@ def whole_face(face: FaceCrop) -> WholeFace:
     # Beyond the edge the whole face's ellipse is erased too, so the generator draws a whole face.
     erase = np.pad(core, pad) | (erase_ellipse(valid.shape, box, 1.0) & (valid == 0))
     return WholeFace(canvas, valid, erase, (left, top))
+
+
+def _window_fade(window: Square, height: int, width: int) -> np.ndarray:
+    """(height, width) weights: 1 inside `window` up to WINDOW_FADE of its side from its edges, falling
+    linearly to 0 at them, 0 outside."""
+    fade = max(WINDOW_FADE * window.side, 1.0)
+    ys = np.arange(height, dtype=np.float32) + 0.5 - window.y
+    xs = np.arange(width, dtype=np.float32) + 0.5 - window.x
+    to_edge_y = np.minimum(ys, window.side - ys)
+    to_edge_x = np.minimum(xs, window.side - xs)
+    return np.clip(np.minimum(to_edge_y[:, None], to_edge_x[None, :]) / fade, 0.0, 1.0)
 
 
 def _growth(missing: float, at_start: bool, at_end: bool) -> tuple[int, int]:
@@ -142,7 +156,8 @@ class DeepPrivacy(Anonymizer):
         tone asked for, scaled so the new face's skin has that mean colour."""
         height, width = face.pixels.shape[:2]
         scaled = cv2.resize(generated, (square.side, square.side), interpolation=cv2.INTER_CUBIC)
-        placed = face.pixels.astype(np.float32)
+        original = face.pixels.astype(np.float32)
+        placed = original.copy()
         top, left = max(window.y, 0), max(window.x, 0)
         bottom, right = min(window.y + window.side, height), min(window.x + window.side, width)
         placed[top:bottom, left:right] = scaled[top - square.y : bottom - square.y, left - square.x : right - square.x]
@@ -152,6 +167,10 @@ class DeepPrivacy(Anonymizer):
         if ring.any():
             shift = (face.pixels[ring].astype(np.float32) - placed[ring]).mean(axis=0)
             placed[top:bottom, left:right] += shift
+        # The paste feather can reach past the window, where the original is kept: fading the generated
+        # context into it before the window's edge leaves no line there. The erased core stays generated.
+        weight = np.maximum(_window_fade(window, height, width), face.mask >= CORE_MASK_LEVEL)[:, :, None]
+        placed = original + (placed - original) * weight
         if self.skin_tone is not None:
             placed = self._tinted(placed, face.mask >= CORE_MASK_LEVEL, face.mask)
         return np.clip(np.rint(placed), 0, 255).astype(np.uint8)
