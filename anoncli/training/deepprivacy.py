@@ -40,6 +40,15 @@ from anoncli.training.dataset import FaceDataset
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
 CLASSIFIER_RESOLUTION = 64  # the attribute classifier's input side
 REFINE_L1_FACE = 0.25  # L1 weight inside the face when growing a generator (see `refine_from`)
+# RetinaFace's boxes on whole photos reach from the hairline to the chin; on UTKFace's chips, which cut the
+# forehead off, they are tighter and lower. Measured on the 159 faces of celebs13 and the group photos
+# (quartiles): the larger of the eye distance and the eye-to-mouth distance is 0.34-0.36 of the box height
+# (chips: 0.40-0.43), the box centre lies 0.06-0.085 box heights above the landmarks' mean (chips: 0.00-0.03)
+# and width / height is 0.68-0.79 (chips: 0.82-0.94). Faces trained with such boxes are framed and erased the
+# way inference frames and erases faces in photos.
+PHOTO_BOX_SCALE = (0.33, 0.37)
+PHOTO_BOX_RISE = (0.055, 0.09)
+PHOTO_BOX_ASPECT = (0.68, 0.79)
 
 
 @dataclass
@@ -65,6 +74,7 @@ class TrainConfig:
     refine_from: Path | None = None  # trained weights to grow to `resolution` (twice theirs)
     ema_beta: float = 0.999
     mask_scales: tuple[float, float] = (1.0, 1.2)
+    photo_boxes: float = 0.75  # share of faces framed and erased with a box drawn as in photos (PHOTO_BOX_*)
     checkpoint_every: int = 250
     sample_every: int = 250
     device: str = "cpu"
@@ -79,14 +89,46 @@ class TrainState:
     wall_seconds: float = 0.0
 
 
+def photo_box(landmarks: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """A face box around `landmarks` as RetinaFace draws it on a whole photo (see PHOTO_BOX_*)."""
+    eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:5].mean(axis=0)
+    feature_size = max(np.linalg.norm(landmarks[0] - landmarks[1]), np.linalg.norm(eyes - mouth))
+    height = feature_size / rng.uniform(*PHOTO_BOX_SCALE)
+    width = height * rng.uniform(*PHOTO_BOX_ASPECT)
+    centre_x, centre_y = landmarks.mean(axis=0)
+    centre_y -= height * rng.uniform(*PHOTO_BOX_RISE)
+    return (centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2)
+
+
+def stretched_edges(crop: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """`crop` with the pixels off the photo (a rectangle of valid ones) filled by stretching its edge rows and
+    columns outwards."""
+    rows, columns = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    if not len(rows):
+        return crop
+    top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
+    height, width = valid.shape
+    return cv2.copyMakeBorder(
+        np.ascontiguousarray(crop[top:bottom, left:right]),
+        top,
+        height - bottom,
+        left,
+        width - right,
+        cv2.BORDER_REPLICATE,
+    )
+
+
 def sample_batch(
     dataset: FaceDataset, indices: np.ndarray, config: TrainConfig, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Condition, erased map, known map and real image (in [-1, 1], zero off the photo) for random faces.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Condition, erased map, known map, real image (in [-1, 1]) and on-photo map for random faces.
 
-    Each face is cut exactly as inference cuts it (`build_input`), from the wider cached square.
+    Each face is cut exactly as inference cuts it (`build_input`), from the wider cached square. A face box
+    drawn as in photos reaches past the chip's top into the hairline; there the chip's edge rows, stretched
+    outwards, are the target (the generator learns to continue forehead and hair, not to draw black), while
+    the context it is shown stays on the chip. Pixels beyond the cached square count nowhere (on-photo map).
     """
-    inputs, reals = [], []
+    inputs, reals, on_photo = [], [], []
     size = config.resolution
     for index in indices:
         crop, valid = np.asarray(dataset.crops[index]), np.asarray(dataset.valid[index])
@@ -96,15 +138,18 @@ def sample_batch(
             crop, valid = crop[:, ::-1].copy(), valid[:, ::-1].copy()
             box = np.array([width - box[2], box[1], width - box[0], box[3]], np.float32)
             points = points[FLIPPED_LANDMARKS] * [-1, 1] + [width, 0]
-        box = tuple(box.tolist())
+        box = photo_box(points, rng) if rng.random() < config.photo_boxes else tuple(box.tolist())
         erase = erase_ellipse(crop.shape[:2], box, rng.uniform(*config.mask_scales))
+        crop = stretched_edges(crop, valid)
         generator_input, square, _ = build_input(crop, valid, erase, box, points, size)
         inputs.append(generator_input)
-        real, _ = cut_square(crop * valid[:, :, None], square)
+        real, inside = cut_square(crop, square)
         reals.append(cv2.resize(real, (size, size), interpolation=cv2.INTER_AREA))
+        on_photo.append(cv2.resize(inside.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA))
     condition, erased, known = to_tensors(inputs, config.device)
     real = torch.from_numpy(np.stack(reals)).permute(0, 3, 1, 2).float().to(config.device) / 127.5 - 1
-    return condition, erased, known, real
+    photo = (torch.from_numpy(np.stack(on_photo))[:, None] > 0.999).float().to(config.device)
+    return condition, erased, known, real * photo, photo
 
 
 def sample_attributes(
@@ -131,9 +176,10 @@ def classifier_view(images: torch.Tensor, rng: np.random.Generator) -> torch.Ten
     return F.avg_pool2d(images, size // CLASSIFIER_RESOLUTION) if size > CLASSIFIER_RESOLUTION else images
 
 
-def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
-    """What gets pasted: generated pixels in the erased face, the real context around it."""
-    return fake * erased + real * (1 - erased)
+def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """What gets pasted: generated pixels in the erased face, the real context around it; nothing (as in the
+    real image) where there is no truth to compare with."""
+    return (fake * erased + real * (1 - erased)) * photo
 
 
 class Trainer:
@@ -269,10 +315,10 @@ class Trainer:
     def step(self) -> dict:
         config = self.config
         indices = self.rng.choice(self.train_indices, config.batch_size)
-        condition, erased, known, real = sample_batch(self.dataset, indices, config, self.rng)
+        condition, erased, known, real, photo = sample_batch(self.dataset, indices, config, self.rng)
         attributes = sample_attributes(self.labels, indices, config.attribute_dropout, self.rng, config.device)
         seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
-        fake = composite(generate(self.generator, condition, erased, seeds, attributes), real, erased)
+        fake = composite(generate(self.generator, condition, erased, seeds, attributes), real, erased, photo)
 
         # Discriminator: real vs composite, R1 on reals every few steps.
         real_logits, _ = self.discriminator(real, condition, attributes)
@@ -292,14 +338,15 @@ class Trainer:
         # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face,
         # show the asked-for attributes.
         raw = generate(self.generator, condition, erased, seeds, attributes)
-        fake = composite(raw, real, erased)
+        fake = composite(raw, real, erased, photo)
         logits, fake_features = self.discriminator(fake, condition, attributes)
         with torch.no_grad():
             _, real_features = self.discriminator(real, condition, attributes)
         adversarial = F.softplus(-logits).mean()
         matching = sum(F.l1_loss(f, r) for f, r in zip(fake_features, real_features)) / len(fake_features)
         context = (torch.abs(raw - real) * known).sum() / known.sum().clamp(min=1) / 3
-        face = (torch.abs(raw - real) * erased).sum() / erased.sum().clamp(min=1) / 3
+        truth = erased * photo
+        face = (torch.abs(raw - real) * truth).sum() / truth.sum().clamp(min=1) / 3
         view = classifier_view(fake, self.rng)
         attribute = attribute_loss(self.classifier(view), attributes, config.attribute_margin)
         g_loss = (
@@ -341,18 +388,19 @@ class Trainer:
         40+ (one seed) | real."""
         config = self.config
         rng = np.random.default_rng(0)
-        condition, erased, _, real = sample_batch(self.dataset, self.preview_indices, config, rng)
+        condition, erased, _, real, photo = sample_batch(self.dataset, self.preview_indices, config, rng)
         seeds = list(range(len(self.preview_indices)))
         columns = [condition[:, :3]]
         for seed_offset in (0, 1000):
             generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds])
-            columns.append(composite(generated, real, erased))
+            columns.append(composite(generated, real, erased, photo))
         for gender in GENDERS:
             for age_group in (AGE_GROUPS[0], AGE_GROUPS[-1]):
                 vector = np.zeros(len(GENDERS) + len(AGE_GROUPS), np.float32)
                 vector[GENDERS.index(gender)] = vector[len(GENDERS) + AGE_GROUPS.index(age_group)] = 1
                 attributes = torch.from_numpy(np.tile(vector, (len(seeds), 1))).to(config.device)
-                columns.append(composite(generate(self.ema, condition, erased, seeds, attributes), real, erased))
+                generated = generate(self.ema, condition, erased, seeds, attributes)
+                columns.append(composite(generated, real, erased, photo))
         columns.append(real)
         grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
         image = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
