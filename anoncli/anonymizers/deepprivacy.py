@@ -165,14 +165,15 @@ class DeepPrivacy(Anonymizer):
         ring[:top] = ring[bottom:] = False
         ring[:, :left] = ring[:, right:] = False
         if ring.any():
-            shift = (face.pixels[ring].astype(np.float32) - placed[ring]).mean(axis=0)
+            shift = (original[ring] - placed[ring]).mean(axis=0)
             placed[top:bottom, left:right] += shift
         # The paste feather can reach past the window, where the original is kept: fading the generated
         # context into it before the window's edge leaves no line there. The erased core stays generated.
-        weight = np.maximum(_window_fade(window, height, width), face.mask >= CORE_MASK_LEVEL)[:, :, None]
+        core = face.mask >= CORE_MASK_LEVEL
+        weight = np.maximum(_window_fade(window, height, width), core)[:, :, None]
         placed = original + (placed - original) * weight
         if self.skin_tone is not None:
-            placed = self._tinted(placed, face.mask >= CORE_MASK_LEVEL, face.mask)
+            placed = self._tinted(placed, core, face.mask)
         return np.clip(np.rint(placed), 0, 255).astype(np.uint8)
 
     def _tinted(self, placed: np.ndarray, core: np.ndarray, weight: np.ndarray) -> np.ndarray:
