@@ -121,14 +121,14 @@ def stretched_edges(crop: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def sample_batch(
     dataset: FaceDataset, indices: np.ndarray, config: TrainConfig, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Condition, erased map, known map, real image (in [-1, 1]) and on-photo map for random faces.
+    """Condition, erased map, known map, real image (in [-1, 1]) and inside-square map for random faces.
 
     Each face is cut exactly as inference cuts it (`build_input`), from the wider cached square. A face box
     drawn as in photos reaches past the chip's top into the hairline; there the chip's edge rows, stretched
     outwards, are the target (the generator learns to continue forehead and hair, not to draw black), while
-    the context it is shown stays on the chip. Pixels beyond the cached square count nowhere (on-photo map).
+    the context it is shown stays on the chip. Pixels beyond the cached square count nowhere (inside-square map).
     """
-    inputs, reals, on_photo = [], [], []
+    inputs, reals, in_square = [], [], []
     size = config.resolution
     for index in indices:
         crop, valid = np.asarray(dataset.crops[index]), np.asarray(dataset.valid[index])
@@ -145,11 +145,11 @@ def sample_batch(
         inputs.append(generator_input)
         real, inside = cut_square(crop, square)
         reals.append(cv2.resize(real, (size, size), interpolation=cv2.INTER_AREA))
-        on_photo.append(cv2.resize(inside.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA))
+        in_square.append(cv2.resize(inside.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA))
     condition, erased, known = to_tensors(inputs, config.device)
     real = torch.from_numpy(np.stack(reals)).permute(0, 3, 1, 2).float().to(config.device) / 127.5 - 1
-    photo = (torch.from_numpy(np.stack(on_photo))[:, None] > 0.999).float().to(config.device)
-    return condition, erased, known, real * photo, photo
+    inside_square = (torch.from_numpy(np.stack(in_square))[:, None] > 0.999).float().to(config.device)
+    return condition, erased, known, real * inside_square, inside_square
 
 
 def sample_attributes(
@@ -176,10 +176,10 @@ def classifier_view(images: torch.Tensor, rng: np.random.Generator) -> torch.Ten
     return F.avg_pool2d(images, size // CLASSIFIER_RESOLUTION) if size > CLASSIFIER_RESOLUTION else images
 
 
-def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     """What gets pasted: generated pixels in the erased face, the real context around it; nothing (as in the
     real image) where there is no truth to compare with."""
-    return (fake * erased + real * (1 - erased)) * photo
+    return (fake * erased + real * (1 - erased)) * inside
 
 
 class Trainer:
@@ -315,10 +315,10 @@ class Trainer:
     def step(self) -> dict:
         config = self.config
         indices = self.rng.choice(self.train_indices, config.batch_size)
-        condition, erased, known, real, photo = sample_batch(self.dataset, indices, config, self.rng)
+        condition, erased, known, real, inside_square = sample_batch(self.dataset, indices, config, self.rng)
         attributes = sample_attributes(self.labels, indices, config.attribute_dropout, self.rng, config.device)
         seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
-        fake = composite(generate(self.generator, condition, erased, seeds, attributes), real, erased, photo)
+        fake = composite(generate(self.generator, condition, erased, seeds, attributes), real, erased, inside_square)
 
         # Discriminator: real vs composite, R1 on reals every few steps.
         real_logits, _ = self.discriminator(real, condition, attributes)
@@ -338,14 +338,14 @@ class Trainer:
         # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face,
         # show the asked-for attributes.
         raw = generate(self.generator, condition, erased, seeds, attributes)
-        fake = composite(raw, real, erased, photo)
+        fake = composite(raw, real, erased, inside_square)
         logits, fake_features = self.discriminator(fake, condition, attributes)
         with torch.no_grad():
             _, real_features = self.discriminator(real, condition, attributes)
         adversarial = F.softplus(-logits).mean()
         matching = sum(F.l1_loss(f, r) for f, r in zip(fake_features, real_features)) / len(fake_features)
         context = (torch.abs(raw - real) * known).sum() / known.sum().clamp(min=1) / 3
-        truth = erased * photo
+        truth = erased * inside_square
         face = (torch.abs(raw - real) * truth).sum() / truth.sum().clamp(min=1) / 3
         view = classifier_view(fake, self.rng)
         attribute = attribute_loss(self.classifier(view), attributes, config.attribute_margin)
@@ -388,19 +388,19 @@ class Trainer:
         40+ (one seed) | real."""
         config = self.config
         rng = np.random.default_rng(0)
-        condition, erased, _, real, photo = sample_batch(self.dataset, self.preview_indices, config, rng)
+        condition, erased, _, real, inside_square = sample_batch(self.dataset, self.preview_indices, config, rng)
         seeds = list(range(len(self.preview_indices)))
         columns = [condition[:, :3]]
         for seed_offset in (0, 1000):
             generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds])
-            columns.append(composite(generated, real, erased, photo))
+            columns.append(composite(generated, real, erased, inside_square))
         for gender in GENDERS:
             for age_group in (AGE_GROUPS[0], AGE_GROUPS[-1]):
                 vector = np.zeros(len(GENDERS) + len(AGE_GROUPS), np.float32)
                 vector[GENDERS.index(gender)] = vector[len(GENDERS) + AGE_GROUPS.index(age_group)] = 1
                 attributes = torch.from_numpy(np.tile(vector, (len(seeds), 1))).to(config.device)
                 generated = generate(self.ema, condition, erased, seeds, attributes)
-                columns.append(composite(generated, real, erased, photo))
+                columns.append(composite(generated, real, erased, inside_square))
         columns.append(real)
         grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
         image = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
