@@ -14,7 +14,7 @@ from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.detectors import create_detector
 from anoncli.faces import Face, box_iou
 from anoncli.frames import face_crop
-from anoncli.generative.geometry import CONTEXT, build_input
+from anoncli.generative.geometry import CONTEXT, FRAMING, build_input
 from anoncli.generative.networks import shrink_condition
 from anoncli.generative.sampling import to_tensors
 from anoncli.generative.weights import WeightsError, manifest_path
@@ -128,6 +128,16 @@ def test_damaged_weights_are_refused(tmp_path):
     data[len(data) // 2] ^= 0xFF
     copy.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="does not match"):
+        DeepPrivacy(weights=copy)
+
+
+def test_weights_trained_on_faces_framed_otherwise_are_refused(tmp_path):
+    copy = tmp_path / DEFAULT_WEIGHTS.name
+    shutil.copy(DEFAULT_WEIGHTS, copy)
+    manifest = json.loads(manifest_path(DEFAULT_WEIGHTS).read_text())
+    manifest["geometry"] = dict(FRAMING, window=FRAMING["window"] + 0.25)
+    manifest_path(copy).write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match="trained with faces framed as"):
         DeepPrivacy(weights=copy)
 
 

@@ -21,6 +21,8 @@ CONTEXT = 1.5
 # The training faces are tight chips (about 1.25 box sizes wide), so conditioning on a fixed window keeps
 # what the generator sees in the wild the same as what it saw in training.
 WINDOW = 1.25
+# Recorded in the manifest of weights trained with it; weights framed otherwise refuse to load.
+FRAMING = {"context": CONTEXT, "window": WINDOW}
 KEYPOINT_SIGMA = 1.5  # in output pixels at 64², scaled with the resolution (the same share of the face)
 
 

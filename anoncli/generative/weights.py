@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from anoncli.generative.geometry import FRAMING
 from anoncli.generative.networks import Generator, Refiner
 
 # The repository's weights/ (anoncli/weights links to it), packaged inside anoncli when a wheel is built, so
@@ -82,9 +83,16 @@ def describe_generator(generator: Generator | Refiner) -> dict:
 def load_generator(weights: Path, device: str) -> tuple[Generator | Refiner, dict]:
     """The EMA generator from `weights`, in eval mode on `device` (fp16 on CUDA).
 
-    Weights trained before attribute conditioning load too; they ignore the attributes asked for.
+    Weights trained before attribute conditioning load too; they ignore the attributes asked for. Weights
+    whose manifest records a framing of the face other than the code's (`FRAMING`) are refused.
     """
     state, manifest = load_checked(weights)
+    framing = manifest.get("geometry", FRAMING)
+    if framing != FRAMING:
+        raise WeightsError(
+            f"{weights} were trained with faces framed as {framing}, this version frames them as {FRAMING}; "
+            "use the weights shipped with this version"
+        )
     architecture = manifest["architecture"]
     generator = build_generator(architecture)
     if "attributes" in architecture:

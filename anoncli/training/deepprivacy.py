@@ -31,7 +31,7 @@ from anoncli.attributes import AGE_GROUPS, GENDERS
 from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from anoncli.attributes.classifier import attribute_loss, load_classifier
 from anoncli.faces import cut_square
-from anoncli.generative.geometry import build_input, erase_ellipse
+from anoncli.generative.geometry import FRAMING, build_input, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
@@ -293,6 +293,7 @@ class Trainer:
                     else {"refines": {"file": config.refine_from.name, "sha256": self.base_manifest["sha256"]}}
                 ),
             },
+            "geometry": FRAMING,
             "data": config.data_description,
             "metrics": earlier.get("metrics", {}),
             "levers": earlier.get("levers", []),
