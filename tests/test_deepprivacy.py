@@ -143,6 +143,7 @@ def test_weights_trained_on_faces_framed_otherwise_are_refused(tmp_path):
 
 def test_manifest_describes_the_shipped_weights():
     manifest = json.loads(manifest_path(DEFAULT_WEIGHTS).read_text())
+    assert manifest["geometry"] == FRAMING
     assert manifest["architecture"]["resolution"] >= 64
     assert manifest["training"]["steps"] > 0 and manifest["training"]["images_seen"] > 0
     assert "non-commercial" in manifest["data"]["licence"]
