@@ -25,7 +25,7 @@ from anoncli.faces import Square, face_size
 from anoncli.generative.geometry import CONTEXT, build_input, erase_ellipse
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.skin import skin_sample
-from anoncli.generative.weights import WEIGHTS_DIR, load_generator
+from anoncli.generative.weights import WEIGHTS_DIR, load_generator, read_manifest
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "deepprivacy64.pt"
 # The same generator grown to 128² (progressive), for faces whose square would otherwise be enlarged a lot.
@@ -118,10 +118,11 @@ class DeepPrivacy(Anonymizer):
         self.generator, self.manifest = load_generator(weights, device)
         self.refiner, self.refine_from_side = None, float("inf")
         if refined_weights is not None and refined_weights.exists():
-            refiner, manifest = load_generator(refined_weights, device)
-            side = manifest.get("inference", {}).get("from_square_side")
+            # A refiner still in training names no size to be used from: it is not loaded at all.
+            side = read_manifest(refined_weights).get("inference", {}).get("from_square_side")
             if side is not None:
-                self.refiner, self.refine_from_side = refiner, float(side)
+                self.refiner, _ = load_generator(refined_weights, device)
+                self.refine_from_side = float(side)
         self.batch_size = batch_size
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:

@@ -32,12 +32,17 @@ def manifest_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def load_checked(weights: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """A state dict (as float32) and its manifest, after checking the file against the manifest's sha256."""
+def read_manifest(weights: Path) -> dict:
+    """The manifest beside `weights` (the weights file itself is not read)."""
     manifest_file = manifest_path(weights)
     if not weights.exists() or not manifest_file.exists():
         raise WeightsError(f"weights {weights} or their manifest {manifest_file.name} are missing")
-    manifest = json.loads(manifest_file.read_text())
+    return json.loads(manifest_file.read_text())
+
+
+def load_checked(weights: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A state dict (as float32) and its manifest, after checking the file against the manifest's sha256."""
+    manifest = read_manifest(weights)
     actual = sha256_of(weights)
     if actual != manifest["sha256"]:
         raise WeightsError(
