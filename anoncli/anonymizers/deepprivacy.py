@@ -188,14 +188,20 @@ class DeepPrivacy(Anonymizer):
         moved onto the target's with only CHROMA_SPREAD of its spread around the skin's mean kept; the change
         fades out with the paste mask. A second round makes up for what clipping at white took away."""
         target = np.array(self.skin_tone, np.float32) @ LUMA_CHROMA.T
+        rows, columns = np.flatnonzero(weight.any(axis=1)), np.flatnonzero(weight.any(axis=0))
+        if not len(rows):
+            return placed
+        # Only the pixels the mask reaches change: the rest of the crop is not converted.
+        reach = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        region, fade = placed[reach], weight[reach][:, :, None]
         for _ in range(TINT_ROUNDS):
             sample = skin_sample(np.clip(placed, 0, 255), core)
             if sample is None:
-                return placed
+                break
             skin = sample.mean(axis=0) @ LUMA_CHROMA.T
-            pixels = placed @ LUMA_CHROMA.T
+            pixels = region @ LUMA_CHROMA.T
             luma = pixels[..., :1] * target[0] / max(skin[0], 1.0)
             chroma = target[1:] + (pixels[..., 1:] - skin[1:]) * CHROMA_SPREAD
             tinted = np.concatenate([luma, chroma], axis=-1) @ RGB_FROM_LUMA_CHROMA.T
-            placed = np.clip(placed + (tinted - placed) * weight[:, :, None], 0, 255)
+            region[...] = np.clip(region + (tinted - region) * fade, 0, 255)
         return placed
