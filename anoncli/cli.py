@@ -621,7 +621,8 @@ def evaluate(
     FD-dlib, a Fréchet distance over dlib embeddings (not FID); PSNR and SSIM of the background outside the
     faces; gender and age-group agreement between each original and anonymized face, per attribute
     estimator; expression (fer's FER2013 model): share whose most likely expression is kept, and the mean
-    change of its distribution; evaluation time per image.
+    change of its distribution; evaluation time per image. The --json file also has every face's figures,
+    and the size-dependent ones per band of face sizes (`by_face_size`).
     """
     import tempfile
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,9 @@ BACKGROUND_MASK_SCALE = 2.0  # pixels beyond this many half-box sizes from every
 # edge of every method's paste mask.
 SEAM_RING = (1.0, 1.7)
 DETAIL_WITHIN = 2.0  # a face's detail counts as kept within this factor of the original's
+# Face sizes (larger side of the box, pixels) the figures that depend on size are also given for: a method
+# drawn at a fixed resolution is enlarged more for larger faces.
+SIZE_BANDS = (48, 96, 192, 384)
 
 
 @dataclass
@@ -62,6 +66,10 @@ class FaceRecord:
     @property
     def distance(self) -> float:
         return float(np.linalg.norm(self.original_embedding - self.anonymized_embedding))
+
+    @property
+    def size(self) -> float:
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
     @property
     def detail_ratio(self) -> float:
@@ -131,8 +139,27 @@ class Evaluation:
             "attribute_agreement": attribute_agreement(records),
             **emotion_agreement(records),
             "seconds_per_image": self.seconds / self.images if self.images else 0.0,
+            "by_face_size": by_face_size(records),
             "missing": self.missing,
         }
+
+
+def by_face_size(records: list[FaceRecord]) -> dict[str, dict[str, float]]:
+    """Per band of SIZE_BANDS that holds faces: how many, and the figures that depend on the face's size."""
+    edges = (0, *SIZE_BANDS, float("inf"))
+    bands = {}
+    for low, high in pairwise(edges):
+        inside = [r for r in records if low <= r.size < high]
+        if inside:
+            name = f"<{high}" if low == 0 else f">={low}" if high == float("inf") else f"{low}-{high}"
+            bands[name] = {
+                "faces": len(inside),
+                "still_detected_of_seen": _share(r.still_detected for r in inside if r.seen_before),
+                "detail_ratio": _median(r.detail_ratio for r in inside),
+                "detail_kept": _share(1 / DETAIL_WITHIN <= r.detail_ratio <= DETAIL_WITHIN for r in inside),
+                "seam_ratio": _median(r.seam_ratio for r in inside),
+            }
+    return bands
 
 
 def _share(flags) -> float:

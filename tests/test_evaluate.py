@@ -151,3 +151,13 @@ def test_detail_and_seam_are_measured_against_the_original(figures):
     assert figures["blur"]["detail_ratio"] < 0.1 and figures["blur"]["detail_kept"] == 0.0
     assert figures["pixelate"]["detail_ratio"] > figures["blur"]["detail_ratio"]
     assert figures["blur"]["seam_ratio"] < 0.8
+
+
+def test_size_dependent_figures_are_also_given_per_band_of_face_size(figures):
+    """Each face counts in one band of sizes; a blur, which scales with the face, keeps no detail in any."""
+    for method in ("none", "blur"):
+        bands = figures[method]["by_face_size"]
+        assert sum(band["faces"] for band in bands.values()) == figures[method]["faces"]
+        assert all(band["faces"] > 0 for band in bands.values())
+    assert all(band["detail_kept"] == 1.0 for band in figures["none"]["by_face_size"].values())
+    assert all(band["detail_ratio"] < 0.1 for band in figures["blur"]["by_face_size"].values())
