@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from anoncli.anonymizers import FaceCrop, create_method
-from anoncli.anonymizers.deepprivacy import DEFAULT_WEIGHTS, FACE_ASPECT, REFINED_WEIGHTS, DeepPrivacy, whole_face
+from anoncli.anonymizers.deepprivacy import (
+    DEFAULT_WEIGHTS,
+    FACE_ASPECT,
+    LUMA_CHROMA,
+    REFINED_WEIGHTS,
+    DeepPrivacy,
+    whole_face,
+)
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.detectors import create_detector
 from anoncli.faces import Face, box_iou
@@ -226,3 +233,25 @@ def test_no_line_where_the_generated_window_ends(method, detector):
         assert columns.sum() > 10
         nearby = np.median([step[y][columns].mean() for y in range(edge - 8, edge + 9) if y != edge])
         assert step[edge][columns].mean() < 2 * nearby + 1
+
+
+def colour_spread(pixels: np.ndarray, region: np.ndarray) -> float:
+    """Median distance of the region's colour differences (B - luma, R - luma) from their median, 0-255."""
+    chroma = (pixels[region].astype(np.float32) @ LUMA_CHROMA.T)[:, 1:]
+    return float(np.median(np.linalg.norm(chroma - np.median(chroma, axis=0), axis=1)))
+
+
+def test_new_faces_vary_in_colour_no_more_than_real_faces(method, detector):
+    """No rainbow speckle: over the faces of ten press photos, a drawn face's colours spread around its median
+    colour about as much as the real face's did (unsmoothed, they spread half again as much)."""
+    ratios = []
+    for path in sorted(CELEBS.glob("img*.jpg"))[:10]:
+        image = load_rgb(path).astype(np.uint8)
+        for face in detector.detect(image):
+            crop = crop_of(image, face, seed=2, context=method.context)
+            core = crop.mask >= 0.99
+            (output,) = method.anonymize([crop])
+            ratios.append(colour_spread(output, core) / max(colour_spread(crop.pixels, core), 1.0))
+    print(f"colour spread, drawn / real, median over {len(ratios)} faces: {np.median(ratios):.2f}")
+    assert len(ratios) >= 10
+    assert np.median(ratios) <= 1.1
