@@ -138,18 +138,22 @@ def test_damaged_weights_are_refused(tmp_path):
         DeepPrivacy(weights=copy)
 
 
-def test_weights_trained_on_faces_framed_otherwise_are_refused(tmp_path):
+@pytest.mark.parametrize("framing", [dict(FRAMING, window=FRAMING["window"] + 0.25), None], ids=["other", "unrecorded"])
+def test_weights_trained_on_faces_framed_otherwise_are_refused(tmp_path, framing):
     copy = tmp_path / DEFAULT_WEIGHTS.name
     shutil.copy(DEFAULT_WEIGHTS, copy)
     manifest = json.loads(manifest_path(DEFAULT_WEIGHTS).read_text())
-    manifest["geometry"] = dict(FRAMING, window=FRAMING["window"] + 0.25)
+    manifest["geometry"] = framing
+    if framing is None:
+        del manifest["geometry"]
     manifest_path(copy).write_text(json.dumps(manifest))
     with pytest.raises(WeightsError, match="trained with faces framed as"):
         DeepPrivacy(weights=copy)
 
 
-def test_manifest_describes_the_shipped_weights():
-    manifest = json.loads(manifest_path(DEFAULT_WEIGHTS).read_text())
+@pytest.mark.parametrize("weights", [DEFAULT_WEIGHTS, REFINED_WEIGHTS], ids=["64", "128"])
+def test_manifest_describes_the_shipped_weights(weights):
+    manifest = json.loads(manifest_path(weights).read_text())
     assert manifest["geometry"] == FRAMING
     assert manifest["architecture"]["resolution"] >= 64
     assert manifest["training"]["steps"] > 0 and manifest["training"]["images_seen"] > 0
