@@ -23,7 +23,7 @@ import numpy as np
 
 from anoncli.attributes import AttributeEstimator, Attributes
 from anoncli.detectors import Detector
-from anoncli.faces import Face, box_iou, centred_square, cut_square
+from anoncli.faces import Face, box_iou, centred_square, cut_square, face_size
 from anoncli.images import read_picture, rgb8
 from anoncli.metrics.emotion import EmotionClassifier
 from anoncli.metrics.frechet import frechet_distance
@@ -66,10 +66,6 @@ class FaceRecord:
     @property
     def distance(self) -> float:
         return float(np.linalg.norm(self.original_embedding - self.anonymized_embedding))
-
-    @property
-    def size(self) -> float:
-        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
     @property
     def detail_ratio(self) -> float:
@@ -124,17 +120,13 @@ class Evaluation:
             "verification_rate": _share(d < SAME_PERSON_DISTANCE for d in distances_),
             "mean_distance": float(distances_.mean()) if faces else float("nan"),
             "still_detected": _share(r.still_detected for r in records),
-            # The second detector's own misses in the originals are not the method's doing.
-            "still_detected_of_seen": _share(r.still_detected for r in records if r.seen_before),
             "fd_dlib": frechet_distance(
                 np.array([r.original_embedding for r in records]), np.array([r.anonymized_embedding for r in records])
             ),
             "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
             "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
             "diversity": float(np.mean(self.diversity)) if self.diversity else float("nan"),
-            "detail_ratio": _median(r.detail_ratio for r in records),
-            "detail_kept": _share(1 / DETAIL_WITHIN <= r.detail_ratio <= DETAIL_WITHIN for r in records),
-            "seam_ratio": _median(r.seam_ratio for r in records),
+            **size_dependent(records),
             "fid": self.fid if self.fid is not None else float("nan"),
             "attribute_agreement": attribute_agreement(records),
             **emotion_agreement(records),
@@ -144,21 +136,26 @@ class Evaluation:
         }
 
 
+def size_dependent(records: list[FaceRecord]) -> dict[str, float]:
+    """The figures that depend on how large the faces are: still a face among those the second detector finds
+    in the originals (its own misses are not the method's doing), detail and seam against the original's."""
+    return {
+        "still_detected_of_seen": _share(r.still_detected for r in records if r.seen_before),
+        "detail_ratio": _median(r.detail_ratio for r in records),
+        "detail_kept": _share(1 / DETAIL_WITHIN <= r.detail_ratio <= DETAIL_WITHIN for r in records),
+        "seam_ratio": _median(r.seam_ratio for r in records),
+    }
+
+
 def by_face_size(records: list[FaceRecord]) -> dict[str, dict[str, float]]:
-    """Per band of SIZE_BANDS that holds faces: how many, and the figures that depend on the face's size."""
+    """Per band of SIZE_BANDS that holds faces: how many, and their `size_dependent` figures."""
     edges = (0, *SIZE_BANDS, float("inf"))
     bands = {}
     for low, high in pairwise(edges):
-        inside = [r for r in records if low <= r.size < high]
+        inside = [r for r in records if low <= face_size(r.box) < high]
         if inside:
             name = f"<{high}" if low == 0 else f">={low}" if high == float("inf") else f"{low}-{high}"
-            bands[name] = {
-                "faces": len(inside),
-                "still_detected_of_seen": _share(r.still_detected for r in inside if r.seen_before),
-                "detail_ratio": _median(r.detail_ratio for r in inside),
-                "detail_kept": _share(1 / DETAIL_WITHIN <= r.detail_ratio <= DETAIL_WITHIN for r in inside),
-                "seam_ratio": _median(r.seam_ratio for r in inside),
-            }
+            bands[name] = {"faces": len(inside), **size_dependent(inside)}
     return bands
 
 
