@@ -10,7 +10,10 @@ onto its pooled features, so it judges whether the face has the asked-for attrib
 `Refiner` grows a trained generator to twice its resolution (progressive 64→128): the base draws the face from
 the input shrunk to its own size, and a head at full size, seeing the base's upsampled image and last features
 with the full-size conditioning, adds the detail the base cannot hold. Its last layer starts at zero, so a new
-refiner begins as the base upsampled.
+refiner begins as the base upsampled. The head may add only detail: what it draws, less its own Gaussian blur
+(`detail_sigma`, in output pixels), so the face's colour and shape stay the base's. A head free to change them
+drifted from the base's skin tone (light `--skin-tone` missed by 11.7 % instead of 6.7 %) and from the gender
+asked for (kept 90 % instead of 95 % on celebs13); limited to detail it kept 7.3 % and 93 %.
 """
 
 from __future__ import annotations
@@ -108,14 +111,25 @@ def shrink_condition(condition: torch.Tensor) -> torch.Tensor:
     return torch.cat([pixels_half, known_half, F.max_pool2d(erased, 2), F.avg_pool2d(keypoints, 2)], dim=1)
 
 
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of (N, C, H, W) `images` blurred by a Gaussian of `sigma` pixels, edges reflected."""
+    radius = max(round(3 * sigma), 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).repeat(images.shape[1], 1, 1, 1)
+    rows = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="reflect"), kernel, groups=images.shape[1])
+    return F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="reflect"), kernel.transpose(2, 3), groups=images.shape[1])
+
+
 class Refiner(nn.Module):
-    def __init__(self, base: Generator, width: int = 32) -> None:
+    def __init__(self, base: Generator, width: int = 32, detail_sigma: float | None = None) -> None:
         super().__init__()
         self.base = base
         self.resolution = base.resolution * 2
         self.channels = base.channels
         self.attribute_size = base.attribute_size
         self.width = width
+        self.detail_sigma = detail_sigma
         self.head = nn.Sequential(
             _conv(3 + base.channels[0] + CONDITION_CHANNELS + 1, width), _conv(width, width), _conv(width, width)
         )
@@ -135,6 +149,8 @@ class Refiner(nn.Module):
         image = F.interpolate(torch.tanh(self.base.to_rgb(features)), scale_factor=2.0, mode="bilinear")
         features = F.interpolate(features, scale_factor=2.0, mode="nearest")
         detail = self.to_rgb(self.head(torch.cat([image, features, condition, noise], dim=1)))
+        if self.detail_sigma is not None:
+            detail = detail - gaussian_blur(detail, self.detail_sigma)
         return (image + detail).clamp(-1, 1)
 
 

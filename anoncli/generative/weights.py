@@ -68,7 +68,7 @@ def build_generator(architecture: dict) -> Generator | Refiner:
     """An untrained network of the architecture a manifest describes."""
     if "base_resolution" in architecture:
         base = Generator(architecture["base_resolution"], tuple(architecture["channels"]))
-        return Refiner(base, architecture["head_width"])
+        return Refiner(base, architecture["head_width"], architecture.get("detail_sigma"))
     return Generator(architecture["resolution"], tuple(architecture["channels"]))
 
 
@@ -82,6 +82,8 @@ def describe_generator(generator: Generator | Refiner) -> dict:
     if isinstance(generator, Refiner):
         architecture.update(name="unet-inpainter-refined", base_resolution=generator.base.resolution)
         architecture["head_width"] = generator.width
+        if generator.detail_sigma is not None:
+            architecture["detail_sigma"] = generator.detail_sigma
     return architecture
 
 

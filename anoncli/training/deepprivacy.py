@@ -72,6 +72,7 @@ class TrainConfig:
     attribute_dropout: float = 0.25  # chance that each attribute is not asked for, per face
     attribute_classifier: Path = CLASSIFIER_WEIGHTS
     refine_from: Path | None = None  # trained weights to grow to `resolution` (twice theirs)
+    detail_sigma: float = 2.0  # a grown generator's head adds only detail finer than this (see `Refiner`)
     ema_beta: float = 0.999
     mask_scales: tuple[float, float] = (1.0, 1.2)
     photo_boxes: float = 0.75  # share of faces framed and erased with a box drawn as in photos (PHOTO_BOX_*)
@@ -194,7 +195,7 @@ class Trainer:
             self.base_manifest = None
         else:
             base, self.base_manifest = load_generator(config.refine_from, "cpu")
-            self.generator = Refiner(base).to(config.device)
+            self.generator = Refiner(base, detail_sigma=config.detail_sigma).to(config.device)
         self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         trained = [parameter for parameter in self.generator.parameters() if parameter.requires_grad]
