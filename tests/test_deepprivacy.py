@@ -6,17 +6,23 @@ import copy
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from anoncli.anonymizers import FaceCrop, create_method
+from anoncli.anonymizers.base import CORE_MASK_LEVEL
 from anoncli.anonymizers.deepprivacy import (
     DEFAULT_WEIGHTS,
     FACE_ASPECT,
+    FOCUS_DEFOCUSED,
+    FOCUS_SIDE,
     LUMA_CHROMA,
     REFINED_WEIGHTS,
     DeepPrivacy,
+    edge_blur,
+    matched_focus,
     whole_face,
 )
 from anoncli.attributes import UNKNOWN, Attributes
@@ -313,3 +319,57 @@ def test_new_faces_are_as_colourful_as_real_faces(method, detector):
     print(f"skin saturation, drawn / real, median over {len(ratios)} faces: {np.median(ratios):.2f}")
     assert len(ratios) >= 60
     assert 0.85 <= np.median(ratios) <= 1.15
+
+
+def texture_at_face_scale(pixels: np.ndarray, where: np.ndarray) -> float:
+    """Laplacian energy of the luma over `where` with the crop shrunk to FOCUS_SIDE pixels, where defocus
+    shows whatever the face's size."""
+    scale = min(1.0, FOCUS_SIDE / max(pixels.shape[:2]))
+
+    def shrunk(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+    luma = np.ascontiguousarray(shrunk(pixels) @ LUMA_CHROMA[0])
+    return float(cv2.Laplacian(luma, cv2.CV_32F)[shrunk(where) > 0.5].var())
+
+
+def test_a_new_face_among_blurred_onlookers_is_as_soft_as_they_are(method, detector):
+    """The generator draws crisp faces whatever the photo's focus. Behind the sharp subject of img54 three
+    onlookers are out of focus: at the face's scale each drawn face holds 0.3-0.4x the fine texture of the
+    real one (which keeps its grain), not 16-20x as before its focus was matched to the ring around it."""
+    image = load_rgb(CELEBS / "img54.jpg").astype(np.uint8)
+    onlookers = sorted(detector.detect(image), key=lambda face: face.size)[:-1]  # all but the subject
+    assert len(onlookers) == 3
+    for face in onlookers:
+        crop = crop_of(image, face, seed=2, context=method.context)
+        core = crop.mask >= CORE_MASK_LEVEL
+        (output,) = method.anonymize([crop])
+        ratio = texture_at_face_scale(output, core) / texture_at_face_scale(crop.pixels, core)
+        print(f"onlooker of {face.size:.0f} px: drawn / real fine texture at the face's scale {ratio:.2f}")
+        assert 0.2 < ratio < 2
+
+
+def test_focus_matching_blurs_a_face_drawn_into_a_blurred_photo_and_nothing_else(astronaut, detector):
+    """On a real face: drawn sharp into the photo out of focus, its edges end up as blurred as the photo's
+    around it; drawn into the photo in focus, or more blurred than the photo, it is left alone."""
+    crop = crop_of(astronaut, detector.detect(astronaut)[0], seed=0, context=CONTEXT)
+    core = crop.mask >= CORE_MASK_LEVEL
+    ring = (crop.mask > 0) & ~core
+    sharp = crop.pixels.astype(np.float32)
+    defocused = cv2.GaussianBlur(sharp, (0, 0), 0.04 * max(sharp.shape[:2]))
+
+    def blur_at_face_scale(pixels: np.ndarray, where: np.ndarray) -> float:
+        scale = FOCUS_SIDE / max(pixels.shape[:2])
+        shrunk = [
+            cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            for image in (pixels, where)
+        ]
+        return edge_blur(np.ascontiguousarray(shrunk[0] @ LUMA_CHROMA[0]), shrunk[1] > 0.5)
+
+    photo = blur_at_face_scale(defocused, ring)
+    assert photo >= FOCUS_DEFOCUSED and blur_at_face_scale(sharp, ring) < FOCUS_DEFOCUSED
+    refocused = matched_focus(sharp, core, defocused, ring)
+    assert blur_at_face_scale(refocused, core) == pytest.approx(photo, rel=0.2)
+    assert matched_focus(sharp, core, sharp, ring) is sharp
+    softer = cv2.GaussianBlur(sharp, (0, 0), 0.08 * max(sharp.shape[:2]))
+    assert matched_focus(softer, core, defocused, ring) is softer
