@@ -17,6 +17,7 @@ from anoncli.anonymizers.deepprivacy import (
     DEFAULT_WEIGHTS,
     FACE_ASPECT,
     FOCUS_DEFOCUSED,
+    FOCUS_IN_FOCUS,
     FOCUS_SIDE,
     LUMA_CHROMA,
     REFINED_WEIGHTS,
@@ -367,7 +368,7 @@ def test_focus_matching_blurs_a_face_drawn_into_a_blurred_photo_and_nothing_else
         return edge_blur(np.ascontiguousarray(shrunk[0] @ LUMA_CHROMA[0]), shrunk[1] > 0.5)
 
     photo = blur_at_face_scale(defocused, ring)
-    assert photo >= FOCUS_DEFOCUSED and blur_at_face_scale(sharp, ring) < FOCUS_DEFOCUSED
+    assert photo >= FOCUS_DEFOCUSED and blur_at_face_scale(sharp, ring) < FOCUS_IN_FOCUS
     refocused = matched_focus(sharp, core, defocused, ring)
     assert blur_at_face_scale(refocused, core) == pytest.approx(photo, rel=0.2)
     assert matched_focus(sharp, core, sharp, ring) is sharp

@@ -61,9 +61,12 @@ RING_COLOUR_FADE = 0.05
 # drops when blurred once more by FOCUS_REBLUR tells how blurred they were (the re-blur estimate). The rings
 # around 346 faces of celebs13 and the group photos measure 0.9 (median; 98th percentile 1.7), those around
 # blurred onlookers 2.1-2.8, as do the onlookers' faces; generated faces measure 0.7-1.2. From
-# FOCUS_DEFOCUSED on, the generated window is blurred until its face's edges are as blurred as the ring's.
+# FOCUS_DEFOCUSED on, the generated window is blurred until its face's edges are as blurred as the ring's;
+# below FOCUS_IN_FOCUS it is left as drawn, and in between blurred by a linearly growing share of that, so
+# a face whose ring hovers around the limit in video does not flicker between sharp and blurred.
 FOCUS_SIDE = 64
 FOCUS_REBLUR = 1.0
+FOCUS_IN_FOCUS = 1.7
 FOCUS_DEFOCUSED = 2.0
 FOCUS_EDGE_SHARE = 0.2  # the strongest fifth of the gradients are the edges ...
 FOCUS_MIN_GRADIENT = 6.0  # ... if above this (levels per pixel): weaker ones are noise
@@ -135,19 +138,20 @@ def edge_blur(luma: np.ndarray, where: np.ndarray) -> float | None:
 
 def matched_focus(generated: np.ndarray, core: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """`generated` (float RGB) blurred so the edges of its face `core` are as blurred as the `original`'s in
-    the `ring` around the face, when that ring is out of focus (FOCUS_DEFOCUSED); otherwise as it was."""
+    the `ring` around the face, when that ring is out of focus (see FOCUS_DEFOCUSED); otherwise as it was."""
     scale = min(1.0, FOCUS_SIDE / max(generated.shape[:2]))
 
     def shrunk(image: np.ndarray) -> np.ndarray:
         return cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
     photo = edge_blur(np.ascontiguousarray(shrunk(original) @ LUMA_CHROMA[0]), shrunk(ring) > 0.5)
-    if photo is None or photo < FOCUS_DEFOCUSED:
+    if photo is None or photo <= FOCUS_IN_FOCUS:
         return generated
     drawn = edge_blur(np.ascontiguousarray(shrunk(generated) @ LUMA_CHROMA[0]), shrunk(core) > 0.5)
     if drawn is None or drawn >= photo:
         return generated
-    return cv2.GaussianBlur(generated, (0, 0), math.sqrt(photo**2 - drawn**2) / scale)
+    share = min((photo - FOCUS_IN_FOCUS) / (FOCUS_DEFOCUSED - FOCUS_IN_FOCUS), 1.0)
+    return cv2.GaussianBlur(generated, (0, 0), share * math.sqrt(photo**2 - drawn**2) / scale)
 
 
 def _window_fade(window: Square, height: int, width: int) -> np.ndarray:
