@@ -18,10 +18,10 @@ from anoncli.anonymizers.deepprivacy import (
     FACE_ASPECT,
     FOCUS_DEFOCUSED,
     FOCUS_IN_FOCUS,
-    FOCUS_SIDE,
     LUMA_CHROMA,
     REFINED_WEIGHTS,
     DeepPrivacy,
+    at_focus_scale,
     edge_blur,
     matched_focus,
     whole_face,
@@ -322,20 +322,10 @@ def test_new_faces_are_as_colourful_as_real_faces(method, detector):
     assert 0.85 <= np.median(ratios) <= 1.15
 
 
-def at_face_scale(pixels: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The luma of `pixels` and the map `where`, shrunk to FOCUS_SIDE pixels: defocus shows there whatever
-    the face's size."""
-    scale = min(1.0, FOCUS_SIDE / max(pixels.shape[:2]))
-
-    def shrunk(image: np.ndarray) -> np.ndarray:
-        return cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-
-    return np.ascontiguousarray(shrunk(pixels) @ LUMA_CHROMA[0]), shrunk(where) > 0.5
-
-
 def texture_at_face_scale(pixels: np.ndarray, where: np.ndarray) -> float:
-    """Laplacian energy over `where`, at the face's scale."""
-    luma, where = at_face_scale(pixels, where)
+    """Laplacian energy over `where`, with the crop shrunk to FOCUS_SIDE pixels: defocus shows there whatever
+    the face's size."""
+    luma, where = at_focus_scale(pixels, where)
     return float(cv2.Laplacian(luma, cv2.CV_32F)[where].var())
 
 
@@ -363,10 +353,10 @@ def test_focus_matching_blurs_a_face_drawn_into_a_blurred_photo_and_nothing_else
     ring = (crop.mask > 0) & ~core
     sharp = crop.pixels.astype(np.float32)
     defocused = cv2.GaussianBlur(sharp, (0, 0), 0.04 * max(sharp.shape[:2]))
-    photo = edge_blur(*at_face_scale(defocused, ring))
-    assert photo >= FOCUS_DEFOCUSED and edge_blur(*at_face_scale(sharp, ring)) < FOCUS_IN_FOCUS
+    photo = edge_blur(*at_focus_scale(defocused, ring))
+    assert photo >= FOCUS_DEFOCUSED and edge_blur(*at_focus_scale(sharp, ring)) < FOCUS_IN_FOCUS
     refocused = matched_focus(sharp, core, defocused, ring)
-    assert edge_blur(*at_face_scale(refocused, core)) == pytest.approx(photo, rel=0.2)
+    assert edge_blur(*at_focus_scale(refocused, core)) == pytest.approx(photo, rel=0.2)
     assert matched_focus(sharp, core, sharp, ring) is sharp
     softer = cv2.GaussianBlur(sharp, (0, 0), 0.08 * max(sharp.shape[:2]))
     assert matched_focus(softer, core, defocused, ring) is softer

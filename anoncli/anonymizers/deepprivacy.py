@@ -122,12 +122,27 @@ def _gradient(luma: np.ndarray) -> np.ndarray:
     return np.hypot(cv2.Sobel(luma, cv2.CV_32F, 1, 0), cv2.Sobel(luma, cv2.CV_32F, 0, 1)) / 8
 
 
+def focus_scale(image: np.ndarray) -> float:
+    """The factor that shrinks `image` to at most FOCUS_SIDE pixels, where focus is compared."""
+    return min(1.0, FOCUS_SIDE / max(image.shape[:2]))
+
+
+def at_focus_scale(image: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The luma of `image` (RGB) and the bool map `where`, shrunk by `focus_scale`."""
+    scale = focus_scale(image)
+
+    def shrunk(array: np.ndarray) -> np.ndarray:
+        return cv2.resize(array.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+    return np.ascontiguousarray(shrunk(image) @ LUMA_CHROMA[0]), shrunk(where) > 0.5
+
+
 def edge_blur(luma: np.ndarray, where: np.ndarray) -> float | None:
     """Gaussian sigma of the blur of `luma`'s strongest edges over `where` (bool map), see FOCUS_REBLUR; None
     with too few edges to tell."""
-    gradient, reblurred = _gradient(luma), _gradient(cv2.GaussianBlur(luma, (0, 0), FOCUS_REBLUR))
     if not where.any():
         return None
+    gradient, reblurred = _gradient(luma), _gradient(cv2.GaussianBlur(luma, (0, 0), FOCUS_REBLUR))
     strong = np.quantile(gradient[where], 1 - FOCUS_EDGE_SHARE)
     edges = where & (gradient > FOCUS_MIN_GRADIENT) & (gradient >= strong)
     if edges.sum() < FOCUS_MIN_EDGES:
@@ -139,19 +154,14 @@ def edge_blur(luma: np.ndarray, where: np.ndarray) -> float | None:
 def matched_focus(generated: np.ndarray, core: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """`generated` (float RGB) blurred so the edges of its face `core` are as blurred as the `original`'s in
     the `ring` around the face, when that ring is out of focus (see FOCUS_DEFOCUSED); otherwise as it was."""
-    scale = min(1.0, FOCUS_SIDE / max(generated.shape[:2]))
-
-    def shrunk(image: np.ndarray) -> np.ndarray:
-        return cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-
-    photo = edge_blur(np.ascontiguousarray(shrunk(original) @ LUMA_CHROMA[0]), shrunk(ring) > 0.5)
+    photo = edge_blur(*at_focus_scale(original, ring))
     if photo is None or photo <= FOCUS_IN_FOCUS:
         return generated
-    drawn = edge_blur(np.ascontiguousarray(shrunk(generated) @ LUMA_CHROMA[0]), shrunk(core) > 0.5)
+    drawn = edge_blur(*at_focus_scale(generated, core))
     if drawn is None or drawn >= photo:
         return generated
     share = min((photo - FOCUS_IN_FOCUS) / (FOCUS_DEFOCUSED - FOCUS_IN_FOCUS), 1.0)
-    return cv2.GaussianBlur(generated, (0, 0), share * math.sqrt(photo**2 - drawn**2) / scale)
+    return cv2.GaussianBlur(generated, (0, 0), share * math.sqrt(photo**2 - drawn**2) / focus_scale(generated))
 
 
 def _window_fade(window: Square, height: int, width: int) -> np.ndarray:
