@@ -828,6 +828,15 @@ def train_deepprivacy(
             "generator stays fixed and a new full-resolution head learns the detail.",
         ),
     ] = None,
+    diversity: Annotated[
+        float,
+        typer.Option(
+            "--diversity",
+            min=0.0,
+            help="Weight of the mode-seeking loss: two noise draws for one face must give two different faces "
+            "(0: off).",
+        ),
+    ] = 0.0,
     prepared: PreparedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -842,7 +851,9 @@ def train_deepprivacy(
     from anoncli.training.deepprivacy import REFINE_L1_FACE, TrainConfig, Trainer
 
     resolved = resolve_device(device)
-    config = TrainConfig(weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, device=resolved)
+    config = TrainConfig(
+        weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, diversity=diversity, device=resolved
+    )
     if refine_from is not None:
         try:
             _, base_manifest = load_checked(refine_from)
@@ -870,7 +881,7 @@ def train_deepprivacy(
             errors.print(
                 f"step {record['step']}: D {record['d_loss']:.3f} (real {record['d_real']:.2f}, fake "
                 f"{record['d_fake']:.2f}) G {record['g_adversarial']:.3f} FM {record['g_feature_matching']:.3f} "
-                f"L1 ctx {record['l1_context']:.3f} face {record['l1_face']:.3f} "
+                f"L1 ctx {record['l1_context']:.3f} face {record['l1_face']:.3f} spread {record['face_spread']:.3f} "
                 f"{record['images_per_second']:.1f} img/s"
             )
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
+import torch
 
 from anoncli.faces import box_iou
+from anoncli.generative.geometry import erase_ellipse
 from anoncli.training.deepprivacy import (
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,
     PHOTO_BOX_SCALE,
+    face_spread,
     photo_box,
     stretched_edges,
 )
@@ -51,6 +55,26 @@ def test_past_the_chip_the_training_target_continues_its_edge_rows():
     assert np.array_equal(stretched[100, 250:], np.broadcast_to(chip[40, -1], (50, 3)))
 
 
+def test_face_spread_counts_a_new_face_not_a_lighter_copy_or_speckle():
+    """The mode-seeking loss pushes two drawings of one face apart by their face spread: another person's
+    face is far, the same face lighter or sprinkled with pixel noise is near."""
+
+    def tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    paths = sorted(UTKFACE.glob("*.jpg"))
+    first, second = (tensor(cv2.resize(load_rgb(p).astype(np.uint8), (64, 64))) for p in (paths[0], paths[900]))
+    erased = torch.from_numpy(erase_ellipse((64, 64), (12, 8, 52, 60), 1.0).astype(np.float32))[None, None]
+    speckle = torch.randn(first.shape, generator=torch.Generator().manual_seed(0)) * 0.3
+    other_face = face_spread(first, second, erased).item()
+    lighter = face_spread(first, (first + 0.2).clamp(-1, 1), erased).item()
+    speckled = face_spread(first, first + speckle, erased).item()
+    print(f"other face {other_face:.3f}, lighter {lighter:.3f}, speckled {speckled:.3f}")
+    assert face_spread(first, first, erased).item() == 0
+    assert other_face > 0.1
+    assert lighter < other_face / 10 and speckled < other_face / 3
+
+
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chips")
@@ -63,11 +87,14 @@ def chips(tmp_path_factory):
 def test_a_short_run_exports_weights_and_a_killed_run_resumes(cli, chips, tmp_path):
     out, work = tmp_path / "dp.pt", tmp_path / "work"
     common = ("--data", chips, "--out", out, "--work-dir", work, "--prepared", tmp_path / "prepared")
-    first = cli("train", "deepprivacy", *common, "--steps", 2, "--batch-size", 4, "--device", "cpu", "-q")
+    first = cli(
+        "train", "deepprivacy", *common, "--steps", 2, "--batch-size", 4, "--diversity", 1, "--device", "cpu", "-q"
+    )
     assert first.exit_code == 0, first.output
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["training"]["steps"] == 2
     assert manifest["training"]["hyperparameters"]["photo_boxes"] > 0
+    assert manifest["training"]["hyperparameters"]["diversity"] == 1
     assert out.with_suffix(".train.pt").exists() and (work / "log.jsonl").exists()
 
     again = cli("train", "deepprivacy", *common, "--steps", 1, "--batch-size", 4, "--device", "cpu", "-q")
@@ -78,3 +105,23 @@ def test_a_short_run_exports_weights_and_a_killed_run_resumes(cli, chips, tmp_pa
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [1, 2, 3]
     assert all(np.isfinite(record["d_loss"]) and np.isfinite(record["l1_face"]) for record in records)
+    assert all(record["face_spread"] > 0 for record in records[:2])  # two drawings compared while asked to
+
+
+def test_a_refiner_resumed_grows_the_generator_named_now(cli, chips, tmp_path):
+    """The 128² head resumed with --refine-from grows the 64² generator in that file, which may have trained
+    on since the head started: the copy of the older one saved with the head is not kept."""
+    common = ("--data", chips, "--batch-size", 2, "--steps", 1, "--device", "cpu", "-q")
+    base = ("train", "deepprivacy", *common, "--out", tmp_path / "dp64.pt", "--work-dir", tmp_path / "work64")
+    base += ("--prepared", tmp_path / "prepared128")
+    head = ("train", "deepprivacy", *common, "--out", tmp_path / "dp128.pt", "--work-dir", tmp_path / "work128")
+    head += ("--prepared", tmp_path / "prepared192", "--refine-from", tmp_path / "dp64.pt")
+    for command in (base, head, (*base, "--resume"), (*head, "--resume")):
+        result = cli(*command)
+        assert result.exit_code == 0, result.output
+
+    grown = torch.load(tmp_path / "dp128.pt", weights_only=True)
+    for name, tensor in torch.load(tmp_path / "dp64.pt", weights_only=True).items():
+        assert torch.equal(grown[f"base.{name}"], tensor), name
+    refines = json.loads((tmp_path / "dp128.json").read_text())["training"]["refines"]
+    assert refines["sha256"] == json.loads((tmp_path / "dp64.json").read_text())["sha256"]

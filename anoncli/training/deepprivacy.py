@@ -5,10 +5,12 @@ discriminator's features of the paired real face (offline stand-in for a percept
 context (so the output continues the surroundings without a seam), a small L1 inside the face, and an
 attribute loss: the frozen attribute classifier must read the asked-for gender and age group in the result.
 Attributes come from the data's labels, each dropped at random so the network also learns to draw a face
-with no attribute asked for. The generator's weights are averaged (EMA); the average is what ships.
+with no attribute asked for. With `diversity`, a mode-seeking loss draws each face twice and pushes the two
+drawings apart (`face_spread`). The generator's weights are averaged (EMA); the average is what ships.
 
 With `refine_from`, a trained generator is grown to twice its resolution (`Refiner`): it stays fixed, and only
-the new full-resolution head and a discriminator at that resolution train, with the same losses.
+the new full-resolution head and a discriminator at that resolution train, with the same losses. Resumed, it
+grows the generator in `refine_from` as it is now.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from anoncli.training.dataset import FaceDataset
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
 CLASSIFIER_RESOLUTION = 64  # the attribute classifier's input side
 REFINE_L1_FACE = 0.25  # L1 weight inside the face when growing a generator (see `refine_from`)
+SPREAD_SIDE = 16  # two drawings of a face are compared at this side (see `face_spread`)
 # RetinaFace's boxes on whole photos reach from the hairline to the chin; on UTKFace's chips, which cut the
 # forehead off, they are tighter and lower. Measured on the 159 faces of celebs13 and the group photos
 # (quartiles): the larger of the eye distance and the eye-to-mouth distance is 0.34-0.36 of the box height
@@ -70,6 +73,8 @@ class TrainConfig:
     attribute_loss: float = 1.0
     attribute_margin: float = 0.22  # no push beyond the classifier giving the asked attribute 80 %
     attribute_dropout: float = 0.25  # chance that each attribute is not asked for, per face
+    diversity: float = 0.0  # weight of the mode-seeking loss (see `face_spread`)
+    diversity_target: float = 0.1  # face spread (in [-1, 1] units) beyond which two drawings are not pushed apart
     attribute_classifier: Path = CLASSIFIER_WEIGHTS
     refine_from: Path | None = None  # trained weights to grow to `resolution` (twice theirs)
     detail_sigma: float = 2.0  # a grown generator's head adds only detail finer than this (see `Refiner`)
@@ -177,6 +182,21 @@ def classifier_view(images: torch.Tensor, rng: np.random.Generator) -> torch.Ten
     return F.avg_pool2d(images, size // CLASSIFIER_RESOLUTION) if size > CLASSIFIER_RESOLUTION else images
 
 
+def face_spread(first: torch.Tensor, second: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
+    """Per face: the mean absolute difference of two drawings inside the erased region, at SPREAD_SIDE pixels
+    and each taken relative to its own mean colour there, so that a new face counts, and neither speckle nor a
+    lighter or darker copy of the same face does."""
+    factor = max(first.shape[-1] // SPREAD_SIDE, 1)
+    first, second, erased = (F.avg_pool2d(x, factor) for x in (first, second, erased))
+    area = erased.sum(dim=(2, 3), keepdim=True).clamp(min=1e-3)
+
+    def centred(image: torch.Tensor) -> torch.Tensor:
+        return image - (image * erased).sum(dim=(2, 3), keepdim=True) / area
+
+    difference = torch.abs(centred(first) - centred(second)) * erased
+    return difference.sum(dim=(1, 2, 3)) / area.flatten() / first.shape[1]
+
+
 def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     """What gets pasted: generated pixels in the erased face, the real context around it; nothing (as in the
     real image) where there is no truth to compare with."""
@@ -195,6 +215,7 @@ class Trainer:
             self.base_manifest = None
         else:
             base, self.base_manifest = load_generator(config.refine_from, "cpu")
+            self.base_state = copy.deepcopy(base.state_dict())
             self.generator = Refiner(base, detail_sigma=config.detail_sigma).to(config.device)
         self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
@@ -221,6 +242,15 @@ class Trainer:
         return self.config.weights.with_suffix(".train.pt")
 
     def resume(self) -> str:
+        message = self._resume_state()
+        if self.config.refine_from is not None:
+            # The generator grown is the one named now (it may have trained on since): its weights replace
+            # the copy saved with the head, so the manifest's `refines` tells the truth.
+            for refiner in (self.generator, self.ema):
+                refiner.base.load_state_dict(self.base_state)
+        return message
+
+    def _resume_state(self) -> str:
         if self.checkpoint_path.exists():
             saved = torch.load(self.checkpoint_path, map_location=self.config.device, weights_only=True)
             self.generator.load_state_dict(saved["generator"])
@@ -358,6 +388,15 @@ class Trainer:
             + config.l1_face * face
             + config.attribute_loss * attribute
         )
+        spread = torch.zeros(())
+        if config.diversity:
+            # Mode seeking: the pulls towards the paired real face teach the generator to ignore its noise, so
+            # a second draw for the same faces has to come out a different face.
+            other_seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
+            other = generate(self.generator, condition, erased, other_seeds, attributes)
+            spread = face_spread(raw, other, erased * inside_square)
+            g_loss = g_loss + config.diversity * F.relu(config.diversity_target - spread).mean()
+            spread = spread.mean()
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optimizer.step()
@@ -374,6 +413,7 @@ class Trainer:
             "l1_context": round(context.item(), 4),
             "l1_face": round(face.item(), 4),
             "attribute": round(attribute.item(), 4),
+            "face_spread": round(spread.item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
             "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
         }
