@@ -95,6 +95,7 @@ def test_a_short_run_exports_weights_and_a_killed_run_resumes(cli, chips, tmp_pa
     assert manifest["training"]["steps"] == 2
     assert manifest["training"]["hyperparameters"]["photo_boxes"] > 0
     assert manifest["training"]["hyperparameters"]["diversity"] == 1
+    assert "mode seeking" in manifest["training"]["losses"]
     assert out.with_suffix(".train.pt").exists() and (work / "log.jsonl").exists()
 
     again = cli("train", "deepprivacy", *common, "--steps", 1, "--batch-size", 4, "--device", "cpu", "-q")

@@ -307,7 +307,8 @@ class Trainer:
                 "wall_seconds": round(self.state.wall_seconds),
                 "batch_size": config.batch_size,
                 "losses": "non-saturating GAN (patch D with attribute projection) + lazy R1, paired D feature "
-                "matching, L1 context + face, attribute cross-entropy from the frozen classifier",
+                "matching, L1 context + face, attribute cross-entropy from the frozen classifier"
+                + (", mode seeking (face spread of two noise draws, hinge)" if config.diversity else ""),
                 "attribute_classifier": {
                     "file": config.attribute_classifier.name,
                     "sha256": self.classifier_manifest["sha256"],
