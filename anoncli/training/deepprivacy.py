@@ -215,7 +215,6 @@ class Trainer:
             self.base_manifest = None
         else:
             base, self.base_manifest = load_generator(config.refine_from, "cpu")
-            self.base_state = copy.deepcopy(base.state_dict())
             self.generator = Refiner(base, detail_sigma=config.detail_sigma).to(config.device)
         self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
@@ -242,12 +241,14 @@ class Trainer:
         return self.config.weights.with_suffix(".train.pt")
 
     def resume(self) -> str:
+        if self.config.refine_from is None:
+            return self._resume_state()
+        # The generator grown is the one named now (it may have trained on since): its weights replace the
+        # copy saved with the head, so the manifest's `refines` tells the truth.
+        named = copy.deepcopy(self.generator.base.state_dict())
         message = self._resume_state()
-        if self.config.refine_from is not None:
-            # The generator grown is the one named now (it may have trained on since): its weights replace
-            # the copy saved with the head, so the manifest's `refines` tells the truth.
-            for refiner in (self.generator, self.ema):
-                refiner.base.load_state_dict(self.base_state)
+        for refiner in (self.generator, self.ema):
+            refiner.base.load_state_dict(named)
         return message
 
     def _resume_state(self) -> str:
@@ -389,7 +390,7 @@ class Trainer:
             + config.l1_face * face
             + config.attribute_loss * attribute
         )
-        spread = torch.zeros(())
+        spread = torch.zeros(1)
         if config.diversity:
             # Mode seeking: the pulls towards the paired real face teach the generator to ignore its noise, so
             # a second draw for the same faces has to come out a different face.
@@ -397,7 +398,6 @@ class Trainer:
             other = generate(self.generator, condition, erased, other_seeds, attributes)
             spread = face_spread(raw, other, erased * inside_square)
             g_loss = g_loss + config.diversity * F.relu(config.diversity_target - spread).mean()
-            spread = spread.mean()
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optimizer.step()
@@ -414,7 +414,7 @@ class Trainer:
             "l1_context": round(context.item(), 4),
             "l1_face": round(face.item(), 4),
             "attribute": round(attribute.item(), 4),
-            "face_spread": round(spread.item(), 4),
+            "face_spread": round(spread.mean().item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
             "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
         }
