@@ -128,28 +128,33 @@ def test_preserve_in_images_and_video_is_reported(cli, tmp_path):
 
 
 @pytest.mark.parametrize("target", SKIN_TONES, ids=["light", "dark"])
-def test_skin_tone_lands_on_the_asked_colour(cli, detector, tmp_path, target):
-    """Seed 003 §4.3: mean skin colour of the new faces against the target, per channel (its goal: 20 %)."""
-    originals = tmp_path / "originals"
+def test_skin_tone_lands_on_the_asked_colour(cli, detector, tmp_path, monkeypatch, target):
+    """Seed 003 §4.3: mean skin colour of the new faces against the target, per channel (its goal: 20 %);
+    and a light target does not blow the face out to white."""
+    # Faces are drawn from seeds that follow the path given; a relative one draws the same faces every run.
+    monkeypatch.chdir(tmp_path)
+    originals = Path("originals")
     originals.mkdir()
     for path in sorted(CELEBS.glob("*.jpg"))[:10]:
         shutil.copy(path, originals / path.name)
-    out = tmp_path / "out"
+    out = Path("out")
     tone = ",".join(map(str, target))
     result = cli("anonymize", originals, "-o", out, "-m", "deepprivacy", "--skin-tone", tone, "--quiet")
     assert result.exit_code == 0
-    errors = []
+    errors, clipped = [], []
     for path in sorted(originals.iterdir()):
         for face in detector.detect(load_rgb(path)):
             image = load_rgb(out / path.name)
             inner = np.zeros(image.shape[:2], bool)
             x1, y1, x2, y2 = (int(v) for v in face.box)
             inner[y1 + (y2 - y1) // 4 : y2 - (y2 - y1) // 4, x1 + (x2 - x1) // 4 : x2 - (x2 - x1) // 4] = True
+            clipped.append((image[inner] >= 254).any(axis=1).mean())
             colour = detected_skin_colour(image, inner)
             if colour is not None:
                 errors.append(np.abs(colour - target) / np.array(target))
     error = np.mean(errors, axis=0)
     channels = ", ".join(f"{channel} {share:.1%}" for channel, share in zip("RGB", error))
-    print(f"skin tone {target}: {len(errors)} faces, error per channel {channels}")
+    print(f"skin tone {target}: {len(errors)} faces, error per channel {channels}; most clipped {max(clipped):.1%}")
     assert len(errors) >= 8
     assert (error < 0.10).all()
+    assert max(clipped) < 0.02
