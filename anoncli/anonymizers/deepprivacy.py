@@ -37,7 +37,7 @@ TINT_ROUNDS = 2
 LUMA_CHROMA = np.array([[0.299, 0.587, 0.114], [-0.299, -0.587, 0.886], [0.701, -0.587, -0.114]], np.float32)
 RGB_FROM_LUMA_CHROMA = np.linalg.inv(LUMA_CHROMA).astype(np.float32)
 CHROMA_SPREAD = 0.5
-# A gain that lifts a drawn face to a light target pushed its highlights past white: 20-75 % of the inner
+# A gain that lifts a drawn face to a light target pushed its highlights past white: 18-77 % of the inner
 # face clipped on celebs13 with a light target, leaving only the shaded rest to read as skin, 10-20 % darker
 # than asked on some faces. Luma above the target's is rolled off instead (continuous in value and slope)
 # towards the brightest luma the target's colour can take before a channel clips; the gain is found on the
