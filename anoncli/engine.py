@@ -88,9 +88,9 @@ def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def face_seed(label: str, frame: int, index: int, seed: int = 0) -> int:
+def face_seed(name: str, frame: int, index: int, seed: int = 0) -> int:
     """A stable per-face seed, so re-running gives the same output (and another `seed` another face)."""
-    return zlib.crc32(f"{seed}\0{label}\0{frame}\0{index}".encode())
+    return zlib.crc32(f"{seed}\0{name}\0{frame}\0{index}".encode())
 
 
 def anonymize_images(
@@ -176,8 +176,8 @@ def _anonymize_batch(
         if loaded.error is not None:
             continue
         for frame_index, (frame, faces) in enumerate(zip(loaded.picture.frames, loaded.faces)):
-            label = loaded.task.label
-            seeds = [face_seed(label, frame_index, number, settings.seed) for number in range(len(faces))]
+            name = loaded.task.relative
+            seeds = [face_seed(name, frame_index, number, settings.seed) for number in range(len(faces))]
             attributes = loaded.attributes[frame_index] if loaded.attributes else None
             jobs.append(FrameJob(frame, faces, seeds, attributes))
             owners.append(image_index)

@@ -16,6 +16,10 @@ class Task:
     source: Path
     output: Path | None  # None when the command writes no file per input (e.g. `detect`)
     label: str  # the path as shown to the user and written to reports
+    # The path below the output folder (below the input folder for commands that write no file per input):
+    # it names the file the same wherever the folders are stored, so face seeds follow it and the same
+    # photos get the same new faces on any machine.
+    relative: str
 
 
 def find_files(inputs: Iterable[Path], extensions: frozenset[str]) -> list[tuple[Path, Path]]:
@@ -67,9 +71,12 @@ def plan_outputs(inputs: list[Path], output: Path, extensions: frozenset[str]) -
         if resolved in seen:
             raise UsageError(f"{seen[resolved]} and {path} would both be written to {target}")
         seen[resolved] = path
-        tasks.append(Task(path, target, str(path)))
+        tasks.append(Task(path, target, str(path), target.relative_to(output).as_posix()))
     return tasks
 
 
 def plan_inputs(inputs: list[Path], extensions: frozenset[str]) -> list[Task]:
-    return [Task(path, None, str(path)) for _, path in find_files(inputs, extensions)]
+    return [
+        Task(path, None, str(path), path.name if root == path else path.relative_to(root).as_posix())
+        for root, path in find_files(inputs, extensions)
+    ]

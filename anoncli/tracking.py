@@ -109,9 +109,9 @@ class _Track:
     detections: int = 1
 
 
-def track_seed(label: str, track_id: int) -> int:
+def track_seed(name: str, track_id: int) -> int:
     """One seed per person per video: a generative method draws one fake face for the whole track."""
-    return zlib.crc32(f"{label}\0track\0{track_id}".encode())
+    return zlib.crc32(f"{name}\0track\0{track_id}".encode())
 
 
 class FaceTracker(Generic[Payload]):

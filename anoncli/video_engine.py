@@ -186,7 +186,7 @@ def anonymize_video(
         else:
             frames = track_video(task.source, info, find_faces, settings, observe)
         for batch in batched(frames, settings.batch_size):
-            writes = _anonymize_batch(batch, task.label, method, settings, info, writer, stats, votes)
+            writes = _anonymize_batch(batch, task.relative, method, settings, info, writer, stats, votes)
             if in_flight is not None:
                 in_flight.result()  # at most one batch waits for the encoder; its errors surface here
             in_flight = encoder.submit(_write_all, writes)
@@ -241,7 +241,7 @@ def _observed(frames: Iterator[TrackedFrame], observe: Callable[[TrackedFrame], 
 
 def _anonymize_batch(
     batch: list[TrackedFrame],
-    label: str,
+    name: str,
     method: Anonymizer,
     settings: VideoSettings,
     info: VideoInfo,
@@ -255,9 +255,9 @@ def _anonymize_batch(
         _, rgb = tracked.payload
         entries = list(tracked.faces.values())
         if settings.identity_lock:
-            seeds = [track_seed(label, entry.track_id) for entry in entries]
+            seeds = [track_seed(name, entry.track_id) for entry in entries]
         else:
-            seeds = [face_seed(label, tracked.index, number) for number in range(len(entries))]
+            seeds = [face_seed(name, tracked.index, number) for number in range(len(entries))]
         attributes = None if votes is None else [votes.decided(entry.track_id) for entry in entries]
         jobs.append(FrameJob(rgb, [entry.face for entry in entries], seeds, attributes))
         stats.faces += len(entries)

@@ -36,7 +36,7 @@ from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import WeightsError, load_generator, manifest_path
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
 from anoncli.regions import face_region
-from conftest import SHARED_DATA, load_rgb, read_report
+from conftest import SAMPLE_DATA, SHARED_DATA, face_core, load_rgb, read_report
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 
@@ -126,6 +126,22 @@ def test_seed_fixes_the_face_and_another_seed_draws_another(method, astronaut, d
     core = crops[0].mask >= 0.99
     assert np.array_equal(same, again)
     assert np.abs(same[core].astype(float) - other[core]).mean() > 2.0
+
+
+def test_the_same_photos_get_the_same_new_faces_wherever_they_are_stored(tmp_path, cli, astronaut, detector):
+    """Seeds follow the file's place in the output tree, not where the input folder lies on this machine."""
+    here, there = tmp_path / "photos", tmp_path / "mounted" / "elsewhere" / "photos"
+    for folder in (here / "day1", there / "day1"):
+        folder.mkdir(parents=True)
+        shutil.copy(SAMPLE_DATA / "astronaut.jpg", folder / "astronaut.jpg")
+    shutil.copy(SAMPLE_DATA / "astronaut.jpg", here / "astronaut.jpg")
+    for source, out in ((here, tmp_path / "out-here"), (there, tmp_path / "out-there")):
+        assert cli("anonymize", source, "-o", out, "-m", "deepprivacy", "--quiet").exit_code == 0
+    same_place = [load_rgb(out / "day1" / "astronaut.jpg") for out in (tmp_path / "out-here", tmp_path / "out-there")]
+    assert np.array_equal(*same_place)
+    other_place = load_rgb(tmp_path / "out-here" / "astronaut.jpg")
+    core = face_core(detector.detect(astronaut)[0])
+    assert np.abs(other_place[core].astype(int) - same_place[0][core]).mean() > 2.0
 
 
 def test_batched_and_single_faces_give_the_same_result(method, astronaut, detector):

@@ -128,16 +128,14 @@ def test_preserve_in_images_and_video_is_reported(cli, tmp_path):
 
 
 @pytest.mark.parametrize("target", SKIN_TONES, ids=["light", "dark"])
-def test_skin_tone_lands_on_the_asked_colour(cli, detector, tmp_path, monkeypatch, target):
+def test_skin_tone_lands_on_the_asked_colour(cli, detector, tmp_path, target):
     """Seed 003 §4.3: mean skin colour of the new faces against the target, per channel (its goal: 20 %);
     and a light target does not blow the face out to white."""
-    # Faces are drawn from seeds that follow the path given; a relative one draws the same faces every run.
-    monkeypatch.chdir(tmp_path)
-    originals = Path("originals")
+    originals = tmp_path / "originals"
     originals.mkdir()
     for path in sorted(CELEBS.glob("*.jpg"))[:10]:
         shutil.copy(path, originals / path.name)
-    out = Path("out")
+    out = tmp_path / "out"
     tone = ",".join(map(str, target))
     result = cli("anonymize", originals, "-o", out, "-m", "deepprivacy", "--skin-tone", tone, "--quiet")
     assert result.exit_code == 0

@@ -189,7 +189,7 @@ def test_identity_lock_gives_each_track_one_seed(clips, tmp_path, lock):
     method = SeedRecorder()
     settings = VideoSettings(identity_lock=lock)
     find = frame_finder(create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE))
-    result = anonymize_video(Task(source, tmp_path / "out.mp4", "clip"), find, method, settings)
+    result = anonymize_video(Task(source, tmp_path / "out.mp4", "clip", "clip.mp4"), find, method, settings)
     assert result.status == "ok" and result.video["tracks"] == 1
     assert len(method.seeds) == 45
     assert len(set(method.seeds)) == (1 if lock else 45)
