@@ -314,11 +314,11 @@ class DeepPrivacy(Anonymizer):
             sample = skin_sample(np.clip(placed, 0, 255), core)
             if sample is None:
                 break
-            skin = sample.mean(axis=0) @ LUMA_CHROMA.T
-            gain = luma_gain(sample @ LUMA_CHROMA[0], target)
+            skin = sample @ LUMA_CHROMA.T
+            gain = luma_gain(skin[:, 0], target)
             pixels = region @ LUMA_CHROMA.T
             luma = rolled_off(pixels[..., :1] * gain, target)
-            chroma = target[1:] + (pixels[..., 1:] - skin[1:]) * CHROMA_SPREAD
+            chroma = target[1:] + (pixels[..., 1:] - skin[:, 1:].mean(axis=0)) * CHROMA_SPREAD
             tinted = np.concatenate([luma, chroma], axis=-1) @ RGB_FROM_LUMA_CHROMA.T
             region[...] = np.clip(region + (tinted - region) * fade, 0, 255)
         return placed
