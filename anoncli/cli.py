@@ -621,14 +621,24 @@ def evaluate(
     FD-dlib, a Fréchet distance over dlib embeddings (not FID); PSNR and SSIM of the background outside the
     faces; gender and age-group agreement between each original and anonymized face, per attribute
     estimator; expression (fer's FER2013 model): share whose most likely expression is kept, and the mean
-    change of its distribution; evaluation time per image. The --json file also has every face's figures,
-    and the size-dependent ones per band of face sizes (`by_face_size`).
+    change of its distribution; evaluation time per image. A generative method is drawn twice (seeds 0 and
+    1): its figures are the means over both draws, and diversity is the dlib distance between them. The --json
+    file also has every face's figures (with its draw), and the size-dependent ones per band of face sizes
+    (`by_face_size`).
     """
     import tempfile
 
     from rich.table import Table
 
-    from anoncli.evaluation import Evaluator, load_identities, measure_diversity, pair_files
+    from anoncli.evaluation import (
+        GENERATIVE_DRAWS,
+        Evaluation,
+        Evaluator,
+        load_identities,
+        measure_diversity,
+        pair_files,
+        summarize_draws,
+    )
     from anoncli.metrics.emotion import EmotionClassifier
     from anoncli.metrics.inception import InceptionFeatures
 
@@ -658,14 +668,14 @@ def evaluate(
         )
     except (UsageError, KeyError, ValueError, ImportError, RuntimeError) as error:
         _fail_usage(str(error).strip("'\""))
-    results = []
+    evaluations: list[list[Evaluation]] = []  # per method, one evaluation per draw
     if anonymized is not None:
-        results.append(evaluator.evaluate("anonymized", pair_files(originals, anonymized, IMAGE_EXTENSIONS)))
+        evaluations.append([evaluator.evaluate("anonymized", pair_files(originals, anonymized, IMAGE_EXTENSIONS))])
     else:
         with tempfile.TemporaryDirectory(prefix="anoncli-evaluate-") as scratch:
             for name in names:
                 if name == "none":
-                    pairs = pair_files(originals, originals, IMAGE_EXTENSIONS)
+                    samples = [pair_files(originals, originals, IMAGE_EXTENSIONS)]
                 else:
                     base, *asked = name.split("+")
                     try:
@@ -676,19 +686,19 @@ def evaluate(
                     describe = preserving(estimators[0], kept) if kept and estimators else None
                     finder = _build_detector(DEFAULT_DETECTOR, None, resolved)
                     samples = []
-                    for seed in (0, 1) if method.generative else (0,):
+                    for seed in range(GENERATIVE_DRAWS) if method.generative else (0,):
                         out = Path(scratch) / f"{name}-{seed}"
                         settings = ImageSettings(mask_scale=method.default_mask_scale, seed=seed)
                         tasks = plan_outputs([originals], out, IMAGE_EXTENSIONS)
                         anonymize_images(tasks, finder, method, settings, Report("anonymize", {}), describe=describe)
                         samples.append(pair_files(originals, out, IMAGE_EXTENSIONS))
-                    pairs = samples[0]
                 if not quiet:
                     errors.print(f"evaluating {name}…")
-                results.append(evaluator.evaluate(name, pairs))
-                if name != "none" and len(samples) > 1:
-                    measure_diversity(evaluator, results[-1], samples[1])
-    summaries = [result.summary() for result in results]
+                draws = [evaluator.evaluate(name, pairs) for pairs in samples]
+                if len(draws) > 1:
+                    measure_diversity(draws)
+                evaluations.append(draws)
+    summaries = [summarize_draws(draws) for draws in evaluations]
     table = Table(title=f"anoncli evaluate: {originals}")
     columns = [
         ("method", "method", "{}"),
@@ -733,7 +743,7 @@ def evaluate(
     if report_dir is not None:
         from anoncli.evaluation_report import write_report
 
-        page = write_report(report_dir, f"anoncli evaluate: {originals}", results, summaries)
+        page = write_report(report_dir, f"anoncli evaluate: {originals}", [d[0] for d in evaluations], summaries)
         if not quiet:
             errors.print(f"report: {page}")
     if json_path is not None:
@@ -741,7 +751,12 @@ def evaluate(
             "originals": str(originals),
             "identities": str(identities) if identities else None,
             "results": summaries,
-            "faces": {result.name: [record.figures() for record in result.records] for result in results},
+            "faces": {
+                draws[0].name: [
+                    {**record.figures(), "draw": number} for number, draw in enumerate(draws) for record in draw.records
+                ]
+                for draws in evaluations
+            },
         }
         json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
     raise typer.Exit(1 if any(s["missing"] for s in summaries) else 0)

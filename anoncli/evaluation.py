@@ -44,6 +44,9 @@ DETAIL_WITHIN = 2.0  # a face's detail counts as kept within this factor of the 
 # Face sizes (larger side of the box, pixels) the figures that depend on size are also given for: a method
 # drawn at a fixed resolution is enlarged more for larger faces.
 SIZE_BANDS = (48, 96, 192, 384)
+# Seeds a generative method is anonymized with: its figures are the mean over them, and its diversity compares
+# the faces of the first two.
+GENERATIVE_DRAWS = 2
 
 
 @dataclass
@@ -340,16 +343,43 @@ def thumbnail(image: np.ndarray, face: Face) -> np.ndarray:
     return cv2.resize(pixels, (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA)
 
 
-def measure_diversity(evaluator: Evaluator, evaluation: Evaluation, second: list[tuple[str, Path, Path]]) -> None:
-    """dlib distance between the faces of two anonymizations (different seeds) of the same originals."""
-    by_label = {label: path for label, _, path in second}
-    for record in evaluation.records:
-        path = by_label.get(record.path)
-        if path is None or not path.exists():
-            continue
-        other = rgb8(read_picture(path, max_megapixels=0).frames[0])
-        embedding = evaluator.embedder.embed(other, record.box)
-        evaluation.diversity.append(float(np.linalg.norm(embedding - record.anonymized_embedding)))
+def measure_diversity(draws: list[Evaluation]) -> None:
+    """dlib distance between the faces two anonymizations (different seeds) drew for the same original face;
+    every draw keeps the distances, so each draw's summary gives them."""
+    first, second = draws[0], draws[1]
+    other = {(r.path, r.box): r.anonymized_embedding for r in second.records}
+    spread = [
+        float(np.linalg.norm(other[(r.path, r.box)] - r.anonymized_embedding))
+        for r in first.records
+        if (r.path, r.box) in other
+    ]
+    for draw in draws:
+        draw.diversity = spread
+
+
+def summarize_draws(draws: list[Evaluation]) -> dict:
+    """One summary for one or more draws of a method (seeds 0, 1, … of a generative one) on the same originals:
+    every figure is the mean over the draws, so that which face one seed happens to draw moves it less."""
+    return {**_mean_of(draw.summary() for draw in draws), "draws": len(draws)}
+
+
+def _mean_of(summaries) -> dict:
+    """Figures equal in every summary (counts of images and faces) keep their type; lists (missing files) are
+    joined; nested figures are averaged the same way."""
+    summaries = list(summaries)
+    merged: dict = {}
+    for key, value in summaries[0].items():
+        values = [summary.get(key) for summary in summaries]
+        if isinstance(value, dict):
+            merged[key] = _mean_of(v if isinstance(v, dict) else {} for v in values)
+        elif isinstance(value, list):
+            merged[key] = list(dict.fromkeys(item for v in values for item in v or []))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers = [v for v in values if isinstance(v, (int, float))]
+            merged[key] = value if all(v == value for v in numbers) else float(np.mean(numbers))
+        else:
+            merged[key] = value
+    return merged
 
 
 def _core(face: Face) -> tuple[slice, slice]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from conftest import SAMPLE_DATA, SHARED_DATA
@@ -20,7 +21,7 @@ def figures(tmp_path_factory, cli_module) -> dict:
     for name in PHOTOS:
         shutil.copy(CELEBS / name, folder / name)
     out = tmp_path_factory.mktemp("evaluation")
-    methods = "none,blur,pixelate,mask"
+    methods = "none,blur,pixelate,mask,deepprivacy"
     result = cli_module(
         "evaluate", folder, "--method", methods, "--json", out / "figures.json", "--report", out / "page"
     )
@@ -57,6 +58,20 @@ def test_every_method_changes_every_face_and_lowers_reidentification(figures):
         assert figures[name]["changed_share"] == 1.0, name
         assert figures[name]["recall_at_1"] < figures["none"]["recall_at_1"], name
         assert figures[name]["mean_distance"] > 0.4, name
+
+
+def test_a_generative_method_is_measured_on_two_draws_and_their_mean(figures):
+    """Seeds 0 and 1 draw other faces for the same originals. Every figure is the mean over both draws, so
+    which face one seed happens to draw moves it less; diversity is how far apart the two draws' faces are."""
+    summary, faces = figures["deepprivacy"], figures["faces"]["deepprivacy"]
+    assert summary["draws"] == 2 and figures["blur"]["draws"] == 1
+    first, second = ([face for face in faces if face["draw"] == draw] for draw in (0, 1))
+    assert len(first) == len(second) == summary["faces"]
+    assert [face["box"] for face in first] == [face["box"] for face in second]
+    assert [face["distance"] for face in first] != [face["distance"] for face in second]
+    assert summary["still_detected"] == pytest.approx(np.mean([face["still_detected"] for face in faces]))
+    assert summary["mean_distance"] == pytest.approx(np.mean([face["distance"] for face in faces]), abs=1e-4)
+    assert summary["diversity"] > 0.1
 
 
 def test_mask_is_the_least_face_like(figures):
