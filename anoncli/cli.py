@@ -618,9 +618,11 @@ def evaluate(
     Faces are found in the originals by RetinaFace. Per method: share of faces changed; re-identification
     with dlib's face embedding (Recall@1, verification rate at distance 0.6, mean distance); share still found
     by a *different* detector (CenterFace), of all faces and of those it finds in the originals ("of seen");
-    FD-dlib, a Fréchet distance over dlib embeddings (not FID); PSNR and SSIM of the background outside the
-    faces; gender and age-group agreement between each original and anonymized face, per attribute
-    estimator; expression (fer's FER2013 model): share whose most likely expression is kept, and the mean
+    FD-dlib, a Fréchet distance over dlib embeddings (not FID), and its ratio to the FD-dlib that real faces of
+    other people get (halves of the originals against each other: split by person with --identities, else
+    by face, as if every face were another person; 1 is as close as real strangers); PSNR and SSIM of the
+    background outside the faces; gender and age-group agreement between each original and anonymized face,
+    per attribute estimator; expression (fer's FER2013 model): share whose most likely expression is kept, and the mean
     change of its distribution; evaluation time per image. A generative method is drawn twice (seeds 0 and
     1): its figures are the means over both draws, and diversity is the dlib distance between them. The --json
     file also has every face's figures (with its draw), and the size-dependent ones per band of face sizes
@@ -710,6 +712,7 @@ def evaluate(
         ("still a face", "still_detected", "{:.1%}"),
         ("of seen", "still_detected_of_seen", "{:.1%}"),
         ("FD-dlib", "fd_dlib", "{:.3f}"),
+        ("FD ÷ strangers'", "fd_dlib_vs_strangers", "{:.2f}"),
         *([("FID", "fid", "{:.1f}")] if fid_weights else []),
         ("bg PSNR", "background_psnr", "{:.1f}"),
         ("bg SSIM", "background_ssim", "{:.3f}"),

@@ -47,6 +47,8 @@ SIZE_BANDS = (48, 96, 192, 384)
 # Seeds a generative method is anonymized with: its figures are the mean over them, and its diversity compares
 # the faces of the first two.
 GENERATIVE_DRAWS = 2
+# Random halves of the originals that the strangers' reference for FD-dlib averages over.
+STRANGER_SPLITS = 50
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Evaluation:
             "fd_dlib": frechet_distance(
                 np.array([r.original_embedding for r in records]), np.array([r.anonymized_embedding for r in records])
             ),
+            **strangers_reference(records),
             "background_psnr": float(np.mean(finite_psnr)) if finite_psnr else float("inf"),
             "background_ssim": float(np.mean(self.ssim)) if self.ssim else float("nan"),
             "diversity": float(np.mean(self.diversity)) if self.diversity else float("nan"),
@@ -160,6 +163,37 @@ def by_face_size(records: list[FaceRecord]) -> dict[str, dict[str, float]]:
             name = f"<{high}" if low == 0 else f">={low}" if high == float("inf") else f"{low}-{high}"
             bands[name] = {"faces": len(inside), **size_dependent(inside)}
     return bands
+
+
+def strangers_reference(records: list[FaceRecord]) -> dict[str, float]:
+    """FD-dlib on a scale set by real faces of other people in photos of the same kind.
+
+    The originals are split in two halves at random, STRANGER_SPLITS times: by person when identities are
+    known, else by face (as if every face were another person). `fd_dlib_strangers` is the mean FD-dlib
+    between one half's originals and the other half's, the figure that real faces of other people get.
+    `fd_dlib_halves` is the method's own on the same halves: one half's anonymized faces against that half's
+    originals. Halves hold fewer faces than the whole set, which raises both above `fd_dlib`, so their ratio
+    (`fd_dlib_vs_strangers`) is the figure to compare: 1 is as close to the originals as real strangers are.
+    The splits depend only on the originals, so every method is measured on the same halves.
+    """
+    labelled = [r for r in records if r.identity is not None]
+    pool = labelled or records
+    unit_of = (lambda r: r.identity) if labelled else (lambda r: (r.path, r.box))
+    units = sorted({unit_of(r) for r in pool}, key=str)
+    if len(units) < 4:
+        return {"fd_dlib_strangers": float("nan"), "fd_dlib_halves": float("nan"), "fd_dlib_vs_strangers": float("nan")}
+    originals = np.array([r.original_embedding for r in pool])
+    anonymized = np.array([r.anonymized_embedding for r in pool])
+    position = {unit: number for number, unit in enumerate(units)}
+    unit_numbers = np.array([position[unit_of(r)] for r in pool])
+    rng = np.random.default_rng(0)
+    strangers, halves = [], []
+    for _ in range(STRANGER_SPLITS):
+        in_first = np.isin(unit_numbers, rng.permutation(len(units))[: len(units) // 2])
+        strangers.append(frechet_distance(originals[in_first], originals[~in_first]))
+        halves.append(frechet_distance(originals[in_first], anonymized[in_first]))
+    reference, own = float(np.mean(strangers)), float(np.mean(halves))
+    return {"fd_dlib_strangers": reference, "fd_dlib_halves": own, "fd_dlib_vs_strangers": own / reference}
 
 
 def _share(flags) -> float:

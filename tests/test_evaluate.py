@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
+from anoncli.evaluation import FaceRecord, strangers_reference
+from anoncli.metrics.identity import FaceEmbedder
 from conftest import SAMPLE_DATA, SHARED_DATA
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
+ORL = SHARED_DATA / "identities" / "orl"
 # Six photos of two people (identity_clusters.csv), few enough to keep the test quick.
 PHOTOS = ["img5.jpg", "img6.jpg", "img8.jpg", "img9.jpg", "img10.jpg", "img11.jpg"]
 
@@ -84,6 +89,35 @@ def test_the_face_distribution_moves_away_from_the_originals(figures):
     # originals against themselves and clearly positive for every method.
     assert abs(figures["none"]["fd_dlib"]) < 1e-6
     assert all(figures[name]["fd_dlib"] > 0.1 for name in ("blur", "pixelate", "mask"))
+
+
+def test_fd_dlib_is_also_given_against_real_strangers_on_the_same_halves(figures):
+    """Every method is measured on the same halves of the originals, against one strangers' reference."""
+    reference = figures["none"]["fd_dlib_strangers"]
+    assert reference > 0
+    assert abs(figures["none"]["fd_dlib_halves"]) < 1e-9 and abs(figures["none"]["fd_dlib_vs_strangers"]) < 1e-9
+    for name in ("blur", "pixelate", "mask", "deepprivacy"):
+        assert figures[name]["fd_dlib_strangers"] == pytest.approx(reference), name
+        assert figures[name]["fd_dlib_halves"] > 0, name
+        assert figures[name]["fd_dlib_vs_strangers"] == pytest.approx(figures[name]["fd_dlib_halves"] / reference)
+
+
+def test_with_identities_the_strangers_are_other_people():
+    """Split by person, one half of the originals holds nobody of the other: real strangers. Split by face,
+    the same people sit in both halves and look far closer than strangers do. Faces left unchanged score 0."""
+    embedder, records = FaceEmbedder(), []
+    for person in (f"s{number}" for number in range(1, 9)):
+        for photo in range(1, 5):
+            grey = cv2.imread(str(ORL / person / f"{photo}.pgm"), cv2.IMREAD_GRAYSCALE)
+            embedding = embedder.embed(np.repeat(grey[:, :, None], 3, axis=2), (0, 0, grey.shape[1], grey.shape[0]))
+            records.append(
+                FaceRecord(f"{person}/{photo}", (0, 0, 92, 112), 0, True, True, embedding, embedding, person)
+            )
+    by_person = strangers_reference(records)
+    by_face = strangers_reference([replace(record, identity=None) for record in records])
+    print(f"strangers by person {by_person['fd_dlib_strangers']:.3f}, by face {by_face['fd_dlib_strangers']:.3f}")
+    assert abs(by_person["fd_dlib_halves"]) < 1e-9
+    assert by_person["fd_dlib_strangers"] > 1.5 * by_face["fd_dlib_strangers"]
 
 
 def test_the_background_is_kept(figures):
