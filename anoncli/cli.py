@@ -846,6 +846,22 @@ def train_deepprivacy(
             "generator stays fixed and a new full-resolution head learns the detail.",
         ),
     ] = None,
+    widen_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--widen-from",
+            help="Start from these trained weights (their .train.pt beside them) with more channels (--channels, "
+            "whole multiples of theirs): it draws what they draw, with room to learn more.",
+        ),
+    ] = None,
+    channels: Annotated[
+        Optional[str],
+        typer.Option(
+            "--channels",
+            help="Generator channels per level, full resolution first [default: those of --out when resuming, "
+            "else 16,32,64,128,128].",
+        ),
+    ] = None,
     diversity: Annotated[
         float,
         typer.Option(
@@ -867,11 +883,28 @@ def train_deepprivacy(
     from anoncli.generative.weights import load_checked
     from anoncli.training.dataset import attribute_labels, prepared_resolution
     from anoncli.training.deepprivacy import REFINE_L1_FACE, TrainConfig, Trainer
+    from anoncli.training.widening import repeats
 
     resolved = resolve_device(device)
     config = TrainConfig(
         weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, diversity=diversity, device=resolved
     )
+    if channels is not None:
+        try:
+            config.channels = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            _fail_usage(f"--channels takes whole numbers separated by commas, not {channels!r}")
+    elif resume and out.with_suffix(".json").exists():
+        config.channels = tuple(json.loads(out.with_suffix(".json").read_text())["architecture"]["channels"])
+    if widen_from is not None:
+        if refine_from is not None or channels is None:
+            _fail_usage("--widen-from needs --channels and cannot be combined with --refine-from")
+        try:
+            _, narrow_manifest = load_checked(widen_from)
+            repeats(tuple(narrow_manifest["architecture"]["channels"]), config.channels)
+        except ValueError as error:
+            _fail_usage(str(error))
+        config.widen_from = widen_from
     if refine_from is not None:
         try:
             _, base_manifest = load_checked(refine_from)

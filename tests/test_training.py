@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from anoncli.faces import box_iou
-from anoncli.generative.geometry import erase_ellipse
+from anoncli.generative.geometry import erase_ellipse, prepare_input
+from anoncli.generative.networks import Generator
+from anoncli.generative.sampling import generate, to_tensors
+from anoncli.generative.weights import WEIGHTS_DIR, load_checked, load_generator
 from anoncli.training.deepprivacy import (
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,
@@ -21,6 +24,7 @@ from anoncli.training.deepprivacy import (
     photo_box,
     stretched_edges,
 )
+from anoncli.training.widening import widen_generator_state
 from conftest import SHARED_DATA, load_rgb
 
 UTKFACE = SHARED_DATA / "utkface"
@@ -126,3 +130,54 @@ def test_a_refiner_resumed_grows_the_generator_named_now(cli, chips, tmp_path):
         assert torch.equal(grown[f"base.{name}"], tensor), name
     refines = json.loads((tmp_path / "dp128.json").read_text())["training"]["refines"]
     assert refines["sha256"] == json.loads((tmp_path / "dp64.json").read_text())["sha256"]
+
+
+def _drawn(generator: torch.nn.Module, chips: list[np.ndarray]) -> torch.Tensor:
+    """The generator's faces for real chips with their faces erased, seeds 0, 1, ..."""
+    erase = erase_ellipse((200, 200), (50, 45, 150, 165), 1.1)
+    inputs = [prepare_input(chip, np.ones((200, 200), bool), erase, None, 64) for chip in chips]
+    condition, erased, _ = to_tensors(inputs, "cpu")
+    with torch.no_grad():
+        return generate(generator, condition, erased, list(range(len(chips))))
+
+
+def test_a_widened_generator_draws_what_the_trained_one_drew_and_keeps_its_width_when_resumed(cli, chips, tmp_path):
+    """--widen-from starts a run with twice the shipped generator's channels: before training it draws the
+    same faces; the run records what it widened and resumes at its own width."""
+    shipped = WEIGHTS_DIR / "deepprivacy64.pt"
+    state, manifest = load_checked(shipped)
+    narrow, wide = (
+        tuple(manifest["architecture"]["channels"]),
+        tuple(2 * c for c in manifest["architecture"]["channels"]),
+    )
+    faces = [load_rgb(path).astype(np.uint8) for path in sorted(chips.glob("*.jpg"))[:4]]
+    trained, _ = load_generator(shipped, "cpu")
+    widened = Generator(64, wide).eval()
+    widened.load_state_dict(widen_generator_state(state, narrow, wide))
+    difference = (_drawn(widened, faces) - _drawn(trained, faces)).abs()
+    print(f"widened exactly: largest difference {difference.max():.2e}")
+    assert difference.max() < 1e-4
+
+    out, work = tmp_path / "wide.pt", tmp_path / "work"
+    common = ("--data", chips, "--out", out, "--work-dir", work, "--prepared", tmp_path / "prepared")
+    common += ("--batch-size", 2, "--steps", 1, "--device", "cpu", "-q")
+    odd = cli("train", "deepprivacy", *common, "--widen-from", shipped, "--channels", "24,48,96,192,192")
+    assert odd.exit_code == 2 and "whole multiples" in odd.output
+    started = cli("train", "deepprivacy", *common, "--widen-from", shipped, "--channels", ",".join(map(str, wide)))
+    assert started.exit_code == 0, started.output
+    resumed = cli("train", "deepprivacy", *common, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+
+    written = json.loads(out.with_suffix(".json").read_text())
+    assert written["architecture"]["channels"] == list(wide)
+    assert written["training"]["widens"] == {
+        "file": shipped.name,
+        "sha256": manifest["sha256"],
+        "channels": list(narrow),
+    }
+    assert written["training"]["steps"] == manifest["training"]["steps"] + 2
+    # Two steps move the weight average by about 0.2 % of the way: it still draws nearly the shipped faces.
+    after_two_steps, _ = load_generator(out, "cpu")
+    moved = (_drawn(after_two_steps, faces) - _drawn(trained, faces)).abs().mean()
+    print(f"after two steps: mean difference {moved:.4f}")
+    assert moved < 0.02

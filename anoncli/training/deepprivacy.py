@@ -11,6 +11,9 @@ drawings apart (`face_spread`). The generator's weights are averaged (EMA); the 
 With `refine_from`, a trained generator is grown to twice its resolution (`Refiner`): it stays fixed, and only
 the new full-resolution head and a discriminator at that resolution train, with the same losses. Resumed, it
 grows the generator in `refine_from` as it is now.
+
+With `widen_from`, a trained generator starts a run with more channels (`channels`, whole multiples of its
+own): it draws exactly what it drew, and the extra channels give it room to learn more (see `widening`).
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
 from anoncli.training.dataset import FaceDataset
+from anoncli.training.widening import widen_generator_state
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
 CLASSIFIER_RESOLUTION = 64  # the attribute classifier's input side
 REFINE_L1_FACE = 0.25  # L1 weight inside the face when growing a generator (see `refine_from`)
 SPREAD_SIDE = 16  # two drawings of a face are compared at this side (see `face_spread`)
+WIDEN_NOISE = 0.01  # copies of a widened generator's filters start this far apart (share of the layer's spread)
 # RetinaFace's boxes on whole photos reach from the hairline to the chin; on UTKFace's chips, which cut the
 # forehead off, they are tighter and lower. Measured on the 159 faces of celebs13 and the group photos
 # (quartiles): the larger of the eye distance and the eye-to-mouth distance is 0.34-0.36 of the box height
@@ -62,6 +67,8 @@ class TrainConfig:
     batch_size: int = 32
     resolution: int = 64
     channels: tuple[int, ...] = (16, 32, 64, 128, 128)
+    # Kept apart from the generator's: a wider generator does not need a wider discriminator.
+    discriminator_channels: tuple[int, ...] = (16, 32, 64, 128)
     lr: float = 2e-4
     d_lr_multiplier: float = 2.0  # the discriminator learns faster, so it keeps up (TTUR)
     betas: tuple[float, float] = (0.5, 0.99)
@@ -77,6 +84,7 @@ class TrainConfig:
     diversity_target: float = 0.1  # face spread (in [-1, 1] units) beyond which two drawings are not pushed apart
     attribute_classifier: Path = CLASSIFIER_WEIGHTS
     refine_from: Path | None = None  # trained weights to grow to `resolution` (twice theirs)
+    widen_from: Path | None = None  # trained weights (and their .train.pt) to widen to `channels`
     detail_sigma: float = 2.0  # a grown generator's head adds only detail finer than this (see `Refiner`)
     ema_beta: float = 0.999
     mask_scales: tuple[float, float] = (1.0, 1.2)
@@ -216,7 +224,7 @@ class Trainer:
         else:
             base, self.base_manifest = load_generator(config.refine_from, "cpu")
             self.generator = Refiner(base, detail_sigma=config.detail_sigma).to(config.device)
-        self.discriminator = Discriminator(config.resolution, config.channels).to(config.device)
+        self.discriminator = Discriminator(config.resolution, config.discriminator_channels).to(config.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         trained = [parameter for parameter in self.generator.parameters() if parameter.requires_grad]
         self.g_optimizer = torch.optim.Adam(trained, config.lr, betas=config.betas)
@@ -224,6 +232,7 @@ class Trainer:
             self.discriminator.parameters(), config.lr * config.d_lr_multiplier, betas=config.betas
         )
         self.state = TrainState()
+        self.widens: dict | None = None  # the generator this run widened, for the manifest
         self.train_indices = dataset.train_indices
         self.preview_indices = dataset.held_out_indices[:8]
         self.rng = np.random.default_rng(config.seed)
@@ -273,7 +282,24 @@ class Trainer:
             self.rng = np.random.default_rng(self.config.seed + self.state.step)
             message = f"resumed from {self.seed_state_path} at step {self.state.step} (fresh optimizer moments)"
             return message + (f"; grown: {', '.join(grown)}" if grown else "")
+        if self.config.widen_from is not None:
+            return self._widen(self.config.widen_from)
         return "started from scratch"
+
+    def _widen(self, weights: Path) -> str:
+        """Start from the generator in `weights` (its training state beside it), widened to `channels`."""
+        shipped, manifest = load_checked(weights)
+        saved = torch.load(weights.with_suffix(".train.pt"), map_location="cpu", weights_only=True)
+        narrow, wide = tuple(manifest["architecture"]["channels"]), tuple(self.config.channels)
+        trained = {name: tensor.float() for name, tensor in saved["generator"].items()}
+        noise = torch.Generator().manual_seed(self.config.seed)
+        self.generator.load_state_dict(widen_generator_state(trained, narrow, wide, WIDEN_NOISE, noise))
+        self.ema.load_state_dict(widen_generator_state(shipped, narrow, wide))
+        self.discriminator.load_state_dict({name: tensor.float() for name, tensor in saved["discriminator"].items()})
+        self.state = TrainState(**saved["state"])
+        self.rng = np.random.default_rng(self.config.seed + self.state.step)
+        self.widens = {"file": weights.name, "sha256": manifest["sha256"], "channels": list(narrow)}
+        return f"widened {weights} (step {self.state.step}) from channels {narrow} to {wide}"
 
     def save_checkpoint(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +326,7 @@ class Trainer:
         config = self.config
         previous = manifest_path(config.weights)
         earlier = json.loads(previous.read_text()) if previous.exists() else {}
+        widens = self.widens or earlier.get("training", {}).get("widens")
         manifest = {
             "method": "deepprivacy",
             "training": {
@@ -318,13 +345,22 @@ class Trainer:
                     k: v
                     for k, v in asdict(config).items()
                     if k
-                    not in ("weights", "work_dir", "data_description", "device", "attribute_classifier", "refine_from")
+                    not in (
+                        "weights",
+                        "work_dir",
+                        "data_description",
+                        "device",
+                        "attribute_classifier",
+                        "refine_from",
+                        "widen_from",
+                    )
                 },
                 **(
                     {}
                     if self.base_manifest is None
                     else {"refines": {"file": config.refine_from.name, "sha256": self.base_manifest["sha256"]}}
                 ),
+                **({"widens": widens} if widens else {}),
             },
             "geometry": FRAMING,
             "data": config.data_description,

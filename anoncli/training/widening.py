@@ -1,0 +1,82 @@
+"""Widening a trained generator: more channels per level, starting from exactly what it draws now.
+
+Each level's channels are repeated a whole number of times, and every layer reading a repeated group divides
+its weights by that number, so each layer's sum is unchanged. PixelNorm normalizes over channels by their mean
+square, which whole repeats leave unchanged too, so the widened network computes the same image (Net2Net's
+function-preserving widening, fitted to PixelNorm). Copies start nudged apart by a little noise in the
+generator that trains, or they would receive equal gradients and stay copies; the weight average starts
+exact.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Layers by name: which channel level their output and each input segment belong to. `None` is a fixed size
+# (RGB, conditioning). Levels count from the full-resolution one (0) to the bottleneck.
+Segments = list[int | None]
+
+
+def _layout(levels: int) -> dict[str, tuple[int | None, Segments]]:
+    bottom = levels - 1
+    layout: dict[str, tuple[int | None, Segments]] = {"stem.0": (0, [None])}
+    for index in range(bottom):
+        layout[f"down.{index}.0.0"] = (index + 1, [index])
+        layout[f"down.{index}.1.0"] = (index + 1, [index + 1])
+    layout["middle.0"] = (bottom, [bottom, bottom])
+    for index in range(bottom):
+        deep, skip = bottom - index, bottom - index - 1
+        layout[f"up.{index}.0.0"] = (skip, [deep, skip])
+        layout[f"up.{index}.1.0"] = (skip, [skip])
+    layout["to_rgb"] = (None, [0])
+    return layout
+
+
+def repeats(old: tuple[int, ...], new: tuple[int, ...]) -> list[int]:
+    """How many times each level's channels are repeated; a ValueError unless each new width is a whole
+    multiple of the old one."""
+    if len(old) != len(new) or any(n % o or n < o for o, n in zip(old, new)):
+        raise ValueError(f"channels {tuple(new)} are not whole multiples of {tuple(old)}, level by level")
+    return [n // o for o, n in zip(old, new)]
+
+
+def widen_generator_state(
+    state: dict[str, torch.Tensor],
+    old: tuple[int, ...],
+    new: tuple[int, ...],
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """`state` of a `Generator` with channels `old`, widened to channels `new`.
+
+    With `noise`, each repeated output filter (not the first copy) gets Gaussian noise of that fraction of its
+    layer's weight spread, so the copies can grow apart in training.
+    """
+    factors = repeats(old, new)
+    widths = {level: channels for level, channels in enumerate(old)}
+    widened = dict(state)
+    for layer, (output, inputs) in _layout(len(old)).items():
+        weight, bias = state[f"{layer}.weight"].float(), state[f"{layer}.bias"].float()
+        if output is not None:
+            weight, bias = weight.repeat(factors[output], 1, 1, 1), bias.repeat(factors[output])
+        pieces, start = [], 0
+        fixed = weight.shape[1] - sum(widths[level] for level in inputs if level is not None)
+        for level in inputs:
+            size = fixed if level is None else widths[level]
+            piece = weight[:, start : start + size]
+            pieces.append(piece if level is None else piece.repeat(1, factors[level], 1, 1) / factors[level])
+            start += size
+        weight = torch.cat(pieces, dim=1)
+        if noise and output is not None:
+            copies = weight[widths[output] :]
+            copies += torch.randn(copies.shape, generator=generator) * (weight.std() * noise)
+        widened[f"{layer}.weight"], widened[f"{layer}.bias"] = weight, bias
+    # The latent's output is the bottleneck's channels, each a block of bottom × bottom values.
+    bottom_level = len(old) - 1
+    latent_weight, latent_bias = state["latent.weight"].float(), state["latent.bias"].float()
+    blocks = widths[bottom_level]
+    widened["latent.weight"] = (
+        latent_weight.view(blocks, -1, latent_weight.shape[1]).repeat(factors[bottom_level], 1, 1).flatten(0, 1)
+    )
+    widened["latent.bias"] = latent_bias.view(blocks, -1).repeat(factors[bottom_level], 1).flatten()
+    return widened
