@@ -23,6 +23,7 @@ PLOTTED = [
     ("still_detected", "still found by a second detector (higher is more useful)"),
     ("still_detected_of_seen", "still found, of the faces the second detector finds in the originals"),
     ("fd_dlib", "FD-dlib to the originals (lower is closer)"),
+    ("fd_dlib_vs_strangers", "FD-dlib over real strangers' (1 = as close as real faces of other people)"),
     ("background_ssim", "background SSIM (higher is better kept)"),
     ("detail_ratio", "face detail vs the original's (1 = as sharp)"),
     ("seam_ratio", "edges on the paste ring vs the original's (1 = no seam)"),
@@ -71,7 +72,8 @@ def write_report(folder: Path, title: str, evaluations: list[Evaluation], summar
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys) + f"</tr>{rows}</table>",
-        "<p>FD-dlib is a Fréchet distance over dlib face embeddings, not FID.</p>",
+        "<p>FD-dlib is a Fréchet distance over dlib face embeddings, not FID. fd_dlib_vs_strangers divides a "
+        "method's FD-dlib on halves of the originals by the FD-dlib between the halves' real faces.</p>",
     ]
     for evaluation in evaluations:
         records = [r for r in evaluation.records if r.thumbnails is not None]
