@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import torch
 
-# Layers by name: which channel level their output and each input segment belong to. `None` is a fixed size
-# (RGB, conditioning). Levels count from the full-resolution one (0) to the bottleneck.
 Segments = list[int | None]
 
 
 def _layout(levels: int) -> dict[str, tuple[int | None, Segments]]:
+    """The generator's convolutions by name: the channel level of their output and of each segment of their
+    input, in order. Levels count from the full-resolution one (0) to the bottleneck; `None` is a size that does
+    not widen (RGB, the conditioning)."""
     bottom = levels - 1
     layout: dict[str, tuple[int | None, Segments]] = {"stem.0": (0, [None])}
     for index in range(bottom):
@@ -53,7 +54,7 @@ def widen_generator_state(
     layer's weight spread, so the copies can grow apart in training.
     """
     factors = repeats(old, new)
-    widths = {level: channels for level, channels in enumerate(old)}
+    widths = list(old)
     widened = dict(state)
     for layer, (output, inputs) in _layout(len(old)).items():
         weight, bias = state[f"{layer}.weight"].float(), state[f"{layer}.bias"].float()
