@@ -925,7 +925,10 @@ def train_deepprivacy(
     labels = attribute_labels(dataset, data)
     config.data_description["attribute_labels"] = int(labels.any(axis=1).sum())
     trainer = Trainer(config, dataset, labels)
-    errors.print(trainer.resume())
+    try:
+        errors.print(trainer.resume())
+    except ValueError as error:
+        _fail_usage(str(error))
 
     def report(record: dict) -> None:
         if not quiet and record["step"] % 25 == 0:

@@ -176,6 +176,13 @@ def test_a_widened_generator_draws_what_the_trained_one_drew_and_keeps_its_width
         "channels": list(narrow),
     }
     assert written["training"]["steps"] == manifest["training"]["steps"] + 2
+    # The shipped 128² head read the narrow generator's features: it is not padded onto the wide one.
+    for suffix in (".pt", ".json", ".train.pt"):
+        shutil.copy((WEIGHTS_DIR / "deepprivacy128").with_suffix(suffix), (tmp_path / "head").with_suffix(suffix))
+    head = ("--data", chips, "--out", tmp_path / "head.pt", "--work-dir", tmp_path / "work128", "--resume")
+    head += ("--refine-from", out, "--prepared", tmp_path / "prepared192", "--batch-size", 2, "--steps", 1, "-q")
+    refused = cli("train", "deepprivacy", *head)
+    assert refused.exit_code == 2 and "another width" in refused.output
     # Two steps move the weight average by about 0.2 % of the way: it still draws nearly the shipped faces.
     after_two_steps, _ = load_generator(out, "cpu")
     moved = (_drawn(after_two_steps, faces) - _drawn(trained, faces)).abs().mean()

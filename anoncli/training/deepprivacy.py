@@ -256,6 +256,13 @@ class Trainer:
         # copy saved with the head, so the manifest's `refines` tells the truth.
         named = copy.deepcopy(self.generator.base.state_dict())
         message = self._resume_state()
+        if "head.0.0.weight" in message:  # grown: the saved head read a base of another width
+            # The head reads the base's last features between the image and the conditioning: its trained
+            # weights cannot be lined up with a base of another width by padding.
+            raise ValueError(
+                f"{self.seed_state_path.name} holds a head for a generator of another width than "
+                f"{self.config.refine_from}; grow that generator into a new --out"
+            )
         for refiner in (self.generator, self.ema):
             refiner.base.load_state_dict(named)
         return message
