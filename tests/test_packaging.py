@@ -30,6 +30,8 @@ def test_the_wheel_carries_the_weights_but_not_the_training_state(wheel: Path):
     names = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("anoncli/weights/")}
     assert names >= SHIPPED
     assert not any(name.endswith(".train.pt") for name in names)
+    # Runs still in training (weights/experiments/) stay in the repository.
+    assert not any("/experiments/" in name for name in zipfile.ZipFile(wheel).namelist())
 
 
 def test_deepprivacy_runs_from_an_installed_wheel(wheel: Path, tmp_path: Path):
