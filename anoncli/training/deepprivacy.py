@@ -256,13 +256,6 @@ class Trainer:
         # copy saved with the head, so the manifest's `refines` tells the truth.
         named = copy.deepcopy(self.generator.base.state_dict())
         message = self._resume_state()
-        if "head.0.0.weight" in message:  # grown: the saved head read a base of another width
-            # The head reads the base's last features between the image and the conditioning: its trained
-            # weights cannot be lined up with a base of another width by padding.
-            raise ValueError(
-                f"{self.seed_state_path.name} holds a head for a generator of another width than "
-                f"{self.config.refine_from}; grow that generator into a new --out"
-            )
         for refiner in (self.generator, self.ema):
             refiner.base.load_state_dict(named)
         return message
@@ -280,6 +273,14 @@ class Trainer:
             return f"resumed from {self.checkpoint_path} at step {self.state.step}"
         if self.seed_state_path.exists():
             saved = torch.load(self.seed_state_path, map_location="cpu", weights_only=True)
+            head_input = saved["generator"].get("head.0.0.weight")
+            if head_input is not None and head_input.shape != self.generator.head[0][0].weight.shape:
+                # The head reads the base's last features between the image and the conditioning: its trained
+                # weights cannot be lined up with a base of another width by padding.
+                raise ValueError(
+                    f"{self.seed_state_path.name} holds a head for a generator of another width than "
+                    f"{self.config.refine_from}; grow that generator into a new --out"
+                )
             grown = load_grown(self.generator, saved["generator"])
             grown += load_grown(self.discriminator, saved["discriminator"])
             # The average itself ships as the inference weights; no need to keep a second copy.
