@@ -880,7 +880,7 @@ def train_deepprivacy(
     Data are prepared once (faces detected, context squares cached, see --prepared). A killed run
     continues with --resume. Progress goes to --work-dir/log.jsonl and sample grids to --work-dir/samples/.
     """
-    from anoncli.generative.weights import load_checked
+    from anoncli.generative.weights import load_checked, read_manifest
     from anoncli.training.dataset import attribute_labels, prepared_resolution
     from anoncli.training.deepprivacy import REFINE_L1_FACE, TrainConfig, Trainer
     from anoncli.training.widening import repeats
@@ -900,8 +900,7 @@ def train_deepprivacy(
         if refine_from is not None or channels is None:
             _fail_usage("--widen-from needs --channels and cannot be combined with --refine-from")
         try:
-            _, narrow_manifest = load_checked(widen_from)
-            repeats(tuple(narrow_manifest["architecture"]["channels"]), config.channels)
+            repeats(tuple(read_manifest(widen_from)["architecture"]["channels"]), config.channels)
         except ValueError as error:
             _fail_usage(str(error))
         config.widen_from = widen_from
