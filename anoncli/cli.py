@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -863,14 +864,24 @@ def train_deepprivacy(
         ),
     ] = None,
     diversity: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             "--diversity",
             min=0.0,
             help="Weight of the mode-seeking loss: two noise draws for one face must give two different faces "
-            "(0: off).",
+            "(0: off) [default: what --out was trained with when resuming, else 0].",
         ),
-    ] = 0.0,
+    ] = None,
+    projected: Annotated[
+        Optional[float],
+        typer.Option(
+            "--projected",
+            min=0.0,
+            help="Weight of a second discriminator that judges RetinaFace's features of the result instead of "
+            "its pixels (projected GAN; 0: off). A run that turns it on starts that discriminator fresh "
+            "[default: what --out was trained with when resuming, else 0].",
+        ),
+    ] = None,
     prepared: PreparedOption = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -886,16 +897,25 @@ def train_deepprivacy(
     from anoncli.training.widening import repeats
 
     resolved = resolve_device(device)
+    # A resumed run goes on as it was trained unless told otherwise.
+    trained = json.loads(out.with_suffix(".json").read_text()) if resume and out.with_suffix(".json").exists() else {}
+    trained_with = trained.get("training", {}).get("hyperparameters", {})
     config = TrainConfig(
-        weights=out, work_dir=work_dir, steps=steps, batch_size=batch_size, diversity=diversity, device=resolved
+        weights=out,
+        work_dir=work_dir,
+        steps=steps,
+        batch_size=batch_size,
+        diversity=diversity if diversity is not None else trained_with.get("diversity", 0.0),
+        projected=projected if projected is not None else trained_with.get("projected", 0.0),
+        device=resolved,
     )
     if channels is not None:
         try:
             config.channels = tuple(int(c) for c in channels.split(","))
         except ValueError:
             _fail_usage(f"--channels takes whole numbers separated by commas, not {channels!r}")
-    elif resume and out.with_suffix(".json").exists():
-        config.channels = tuple(json.loads(out.with_suffix(".json").read_text())["architecture"]["channels"])
+    elif trained:
+        config.channels = tuple(trained["architecture"]["channels"])
     if widen_from is not None:
         if refine_from is not None or channels is None:
             _fail_usage("--widen-from needs --channels and cannot be combined with --refine-from")
@@ -935,11 +955,32 @@ def train_deepprivacy(
                 f"step {record['step']}: D {record['d_loss']:.3f} (real {record['d_real']:.2f}, fake "
                 f"{record['d_fake']:.2f}) G {record['g_adversarial']:.3f} FM {record['g_feature_matching']:.3f} "
                 f"L1 ctx {record['l1_context']:.3f} face {record['l1_face']:.3f} spread {record['face_spread']:.3f} "
-                f"{record['images_per_second']:.1f} img/s"
+                + (f"projected (real {record['p_real']:.2f}, fake {record['p_fake']:.2f}) " if config.projected else "")
+                + f"{record['images_per_second']:.1f} img/s"
             )
 
-    trainer.train(report)
+    try:
+        with _terminate_as_interrupt():
+            trainer.train(report)
+    except KeyboardInterrupt:
+        errors.print(f"stopped at step {trainer.state.step}, checkpoint and weights saved; continue with --resume")
+        raise typer.Exit(130) from None
     errors.print(f"weights written to {out} (manifest {out.with_suffix('.json').name})")
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM (kill, a job's time limit) stop the work the way Ctrl-C does, so it saves what it has:
+    background jobs often ignore SIGINT, and the default SIGTERM dies without cleaning up."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _grown_from(weights: Path) -> str | None:

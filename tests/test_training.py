@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
@@ -24,6 +28,7 @@ from anoncli.training.deepprivacy import (
     photo_box,
     stretched_edges,
 )
+from anoncli.training.projected import ProjectedDiscriminator, augment, projected_loss
 from anoncli.training.widening import widen_generator_state
 from conftest import SHARED_DATA, load_rgb
 
@@ -91,26 +96,58 @@ def chips(tmp_path_factory):
 def test_a_short_run_exports_weights_and_a_killed_run_resumes(cli, chips, tmp_path):
     out, work = tmp_path / "dp.pt", tmp_path / "work"
     common = ("--data", chips, "--out", out, "--work-dir", work, "--prepared", tmp_path / "prepared")
-    first = cli(
-        "train", "deepprivacy", *common, "--steps", 2, "--batch-size", 4, "--diversity", 1, "--device", "cpu", "-q"
-    )
+    losses = ("--diversity", 1, "--projected", 1)
+    first = cli("train", "deepprivacy", *common, "--steps", 2, "--batch-size", 4, *losses, "--device", "cpu", "-q")
     assert first.exit_code == 0, first.output
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["training"]["steps"] == 2
     assert manifest["training"]["hyperparameters"]["photo_boxes"] > 0
     assert manifest["training"]["hyperparameters"]["diversity"] == 1
     assert "mode seeking" in manifest["training"]["losses"]
-    assert out.with_suffix(".train.pt").exists() and (work / "log.jsonl").exists()
+    assert manifest["training"]["hyperparameters"]["projected"] == 1
+    assert "projected discriminator" in manifest["training"]["losses"]
+    assert "projected" in torch.load(out.with_suffix(".train.pt"), weights_only=True)
+    assert (work / "log.jsonl").exists()
 
     again = cli("train", "deepprivacy", *common, "--steps", 1, "--batch-size", 4, "--device", "cpu", "-q")
     assert again.exit_code == 2  # state exists: resuming has to be asked for
     resumed = cli("train", "deepprivacy", *common, "--steps", 1, "--batch-size", 4, "--device", "cpu", "--resume")
     assert resumed.exit_code == 0, resumed.output
+    assert "projected discriminator started fresh" not in resumed.output
     assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 3
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [1, 2, 3]
     assert all(np.isfinite(record["d_loss"]) and np.isfinite(record["l1_face"]) for record in records)
-    assert all(record["face_spread"] > 0 for record in records[:2])  # two drawings compared while asked to
+    # Resumed without naming its losses, the run goes on with those it was trained with.
+    assert all(record["face_spread"] > 0 and 0 < record["p_fake"] < 1 for record in records)
+
+
+def test_a_terminated_run_saves_where_it_stopped_and_a_killed_one_relogs_what_it_trains_again(cli, chips, tmp_path):
+    """SIGTERM (kill, a job's time limit) stops training as Ctrl-C does: the checkpoint holds every step the
+    log records. After a hard kill, the steps logged past the last checkpoint are trained again, and logged
+    once."""
+    out, work = tmp_path / "dp.pt", tmp_path / "work"
+    common = ("--data", chips, "--out", out, "--work-dir", work, "--prepared", tmp_path / "prepared")
+    common += ("--batch-size", 2, "--device", "cpu")
+    command = [sys.executable, "-c", "from anoncli.cli import run; run()", "train", "deepprivacy"]
+    run = subprocess.Popen([*command, *map(str, common), "--steps", "100000", "-q"], stderr=subprocess.PIPE, text=True)
+    log = work / "log.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "continue with --resume" in stderr
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    saved = torch.load(work / "checkpoint.pt", weights_only=True)["state"]["step"]
+    assert logged == list(range(1, saved + 1)) and saved >= 3
+
+    with log.open("a") as appended:  # as if killed hard two steps after the checkpoint, mid-record
+        appended.write(json.dumps({"step": saved + 1}) + "\n" + json.dumps({"step": saved + 2}) + '\n{"st')
+    resumed = cli("train", "deepprivacy", *common, "--steps", 1, "--resume", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == list(range(1, saved + 2))
 
 
 def test_a_refiner_resumed_grows_the_generator_named_now(cli, chips, tmp_path):
@@ -188,3 +225,50 @@ def test_a_widened_generator_draws_what_the_trained_one_drew_and_keeps_its_width
     moved = (_drawn(after_two_steps, faces) - _drawn(trained, faces)).abs().mean()
     print(f"after two steps: mean difference {moved:.4f}")
     assert moved < 0.02
+
+
+def _squares(paths: list, side: int = 64) -> torch.Tensor:
+    """UTKFace chips as RGB squares in [-1, 1]."""
+    chips = [cv2.resize(load_rgb(path).astype(np.uint8), (side, side), interpolation=cv2.INTER_AREA) for path in paths]
+    return torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def test_the_projected_discriminator_tells_faces_from_erased_ones_after_a_few_steps_on_others():
+    """The projected discriminator judges RetinaFace's features: a fresh one learns in a few dozen steps to
+    tell real faces from the same faces erased, on faces it never saw; gradients reach the image, not the
+    frozen detector, and its saved heads restore the same judgement."""
+    paths = sorted(UTKFACE.glob("*.jpg"))
+    training, unseen = _squares(paths[:4000:250]), _squares(paths[4000:6000:250])
+    erase = torch.from_numpy(erase_ellipse((64, 64), (14, 8, 50, 60), 1.0).astype(np.float32))
+
+    def erased(faces: torch.Tensor) -> torch.Tensor:
+        return faces * (1 - erase) + faces.mean(dim=(2, 3), keepdim=True) * erase
+
+    torch.manual_seed(0)
+    judge = ProjectedDiscriminator()
+    optimizer = torch.optim.Adam(judge.heads.parameters(), 4e-4, betas=(0.5, 0.99))
+    augmentation = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        real = judge(augment(training, augmentation))
+        fake = judge(augment(erased(training), augmentation))
+        loss = projected_loss(real, real=True) + projected_loss(fake, real=False)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def realness(discriminator: ProjectedDiscriminator, faces: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([scale.mean(dim=(1, 2, 3)) for scale in discriminator.eval()(faces)]).mean(dim=0)
+
+    faces, without = realness(judge, unseen), realness(judge, erased(unseen))
+    print(f"unseen faces: {faces.mean():.2f}, erased: {without.mean():.2f}")
+    assert (faces > without).float().mean() >= 0.9
+
+    image = unseen[:2].clone().requires_grad_(True)
+    projected_loss(judge(image), real=True).backward()
+    assert image.grad.abs().sum() > 0
+    assert not any(parameter.requires_grad for parameter in judge.backbone.parameters())
+    assert not any(parameter.requires_grad for parameter in judge.mixing.parameters())
+    restored = ProjectedDiscriminator()
+    restored.load_trained_state({name: tensor.half() for name, tensor in judge.trained_state().items()})
+    assert torch.allclose(realness(restored, unseen), faces, atol=0.05)

@@ -9,7 +9,7 @@ rebuilt by hand: the weights and the wiring stay exactly those of the file the d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import onnx
 import torch
@@ -128,14 +128,24 @@ class OnnxGraph(nn.Module):
         return convolution
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return self.values(image, self.output_names)
+
+    def values(self, image: torch.Tensor, names: Sequence[str]) -> list[torch.Tensor]:
+        """The graph's tensors called `names` (outputs or intermediate ones), computing only as far as they need."""
         values = {self.input_name: image}
+        missing = set(names) - values.keys()
         for operator, inputs, output, attributes in self.steps:
+            if not missing:
+                break
             if operator in self.convolutions:
                 values[output] = self.convolutions[operator](values[inputs[0]])
             else:
                 arguments = [values[name] if name in values else self.constants[name] for name in inputs if name]
                 values[output] = OPERATORS[operator](arguments, attributes)
-        return [values[name] for name in self.output_names]
+            missing.discard(output)
+        if missing:
+            raise KeyError(f"not in the graph: {sorted(missing)}")
+        return [values[name] for name in names]
 
 
 class RetinaFaceNet(nn.Module):
@@ -151,6 +161,12 @@ class RetinaFaceNet(nn.Module):
         self.register_buffer("mean", torch.tensor(BGR_MEAN[::-1], dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        bgr = ((rgb + 1) * 127.5 - self.mean).flip(1)
-        loc, confidence, landmarks = self.graph(bgr)
+        loc, confidence, landmarks = self.graph(self._network_input(rgb))
         return loc, confidence[..., 1], landmarks
+
+    def features(self, rgb: torch.Tensor, names: Sequence[str]) -> list[torch.Tensor]:
+        """The network's intermediate tensors called `names` for RGB images in [-1, 1]."""
+        return self.graph.values(self._network_input(rgb), names)
+
+    def _network_input(self, rgb: torch.Tensor) -> torch.Tensor:
+        return ((rgb + 1) * 127.5 - self.mean).flip(1)

@@ -41,6 +41,7 @@ from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
 from anoncli.training.dataset import FaceDataset
+from anoncli.training.projected import ProjectedDiscriminator, augment, projected_loss
 from anoncli.training.widening import widen_generator_state
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
@@ -82,6 +83,7 @@ class TrainConfig:
     attribute_dropout: float = 0.25  # chance that each attribute is not asked for, per face
     diversity: float = 0.0  # weight of the mode-seeking loss (see `face_spread`)
     diversity_target: float = 0.1  # face spread (in [-1, 1] units) beyond which two drawings are not pushed apart
+    projected: float = 0.0  # weight of a second, projected discriminator on RetinaFace's features (see `projected`)
     attribute_classifier: Path = CLASSIFIER_WEIGHTS
     refine_from: Path | None = None  # trained weights to grow to `resolution` (twice theirs)
     widen_from: Path | None = None  # trained weights (and their .train.pt) to widen to `channels`
@@ -211,6 +213,25 @@ def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, insi
     return (fake * erased + real * (1 - erased)) * inside
 
 
+def drop_records_after(log: Path, step: int) -> None:
+    """Keep the training log's records up to `step`: a run killed after its last checkpoint trains the steps it
+    logged since then again (a record torn by the kill goes too)."""
+    if not log.exists():
+        return
+    lines = log.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError):
+            pass
+    if len(kept) < len(lines):
+        temporary = log.with_suffix(".tmp")
+        temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        temporary.replace(log)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, dataset: FaceDataset, labels: np.ndarray) -> None:
         self.config = config
@@ -231,6 +252,13 @@ class Trainer:
         self.d_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), config.lr * config.d_lr_multiplier, betas=config.betas
         )
+        self.projected: ProjectedDiscriminator | None = None
+        if config.projected:
+            self.projected = ProjectedDiscriminator().to(config.device)
+            self.p_optimizer = torch.optim.Adam(
+                self.projected.heads.parameters(), config.lr * config.d_lr_multiplier, betas=config.betas
+            )
+            self.augmentation = torch.Generator().manual_seed(config.seed)
         self.state = TrainState()
         self.widens: dict | None = None  # the generator this run widened, for the manifest
         self.train_indices = dataset.train_indices
@@ -268,9 +296,10 @@ class Trainer:
             self.ema.load_state_dict(saved["ema"])
             self.g_optimizer.load_state_dict(saved["g_optimizer"])
             self.d_optimizer.load_state_dict(saved["d_optimizer"])
+            started_projected = self._resume_projected(saved, with_moments=True)
             self.state = TrainState(**saved["state"])
             self.rng = np.random.default_rng(self.config.seed + self.state.step)
-            return f"resumed from {self.checkpoint_path} at step {self.state.step}"
+            return f"resumed from {self.checkpoint_path} at step {self.state.step}" + started_projected
         if self.seed_state_path.exists():
             saved = torch.load(self.seed_state_path, map_location="cpu", weights_only=True)
             head_input = saved["generator"].get("head.0.0.weight")
@@ -286,13 +315,25 @@ class Trainer:
             # The average itself ships as the inference weights; no need to keep a second copy.
             shipped, _ = load_checked(self.config.weights)
             load_grown(self.ema, shipped)
+            started_projected = self._resume_projected(saved, with_moments=False)
             self.state = TrainState(**saved["state"])
             self.rng = np.random.default_rng(self.config.seed + self.state.step)
             message = f"resumed from {self.seed_state_path} at step {self.state.step} (fresh optimizer moments)"
-            return message + (f"; grown: {', '.join(grown)}" if grown else "")
+            return message + (f"; grown: {', '.join(grown)}" if grown else "") + started_projected
         if self.config.widen_from is not None:
             return self._widen(self.config.widen_from)
         return "started from scratch"
+
+    def _resume_projected(self, saved: dict, with_moments: bool) -> str:
+        """Load the projected discriminator's heads from a saved state; a run that turns it on starts it fresh."""
+        if self.projected is None:
+            return ""
+        if "projected" not in saved:
+            return "; projected discriminator started fresh"
+        self.projected.load_trained_state(saved["projected"])
+        if with_moments:
+            self.p_optimizer.load_state_dict(saved["p_optimizer"])
+        return ""
 
     def _widen(self, weights: Path) -> str:
         """Start from the generator in `weights` (its training state beside it), widened to `channels`."""
@@ -319,6 +360,11 @@ class Trainer:
                 "ema": self.ema.state_dict(),
                 "g_optimizer": self.g_optimizer.state_dict(),
                 "d_optimizer": self.d_optimizer.state_dict(),
+                **(
+                    {}
+                    if self.projected is None
+                    else {"projected": self.projected.trained_state(), "p_optimizer": self.p_optimizer.state_dict()}
+                ),
                 "state": asdict(self.state),
             },
             temporary,
@@ -344,7 +390,8 @@ class Trainer:
                 "batch_size": config.batch_size,
                 "losses": "non-saturating GAN (patch D with attribute projection) + lazy R1, paired D feature "
                 "matching, L1 context + face, attribute cross-entropy from the frozen classifier"
-                + (", mode seeking (face spread of two noise draws, hinge)" if config.diversity else ""),
+                + (", mode seeking (face spread of two noise draws, hinge)" if config.diversity else "")
+                + (", projected discriminator on RetinaFace's backbone features" if config.projected else ""),
                 "attribute_classifier": {
                     "file": config.attribute_classifier.name,
                     "sha256": self.classifier_manifest["sha256"],
@@ -381,6 +428,11 @@ class Trainer:
         seed_state = {
             "generator": half,
             "discriminator": {name: tensor.half() for name, tensor in self.discriminator.state_dict().items()},
+            **(
+                {}
+                if self.projected is None
+                else {"projected": {name: tensor.half() for name, tensor in self.projected.trained_state().items()}}
+            ),
             "state": asdict(self.state),
         }
         temporary = self.seed_state_path.with_suffix(".tmp")
@@ -412,6 +464,16 @@ class Trainer:
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optimizer.step()
+        p_real = p_fake = torch.zeros(())
+        if self.projected is not None:
+            real_scales = self.projected(augment(real, self.augmentation))
+            fake_scales = self.projected(augment(fake.detach(), self.augmentation))
+            p_loss = projected_loss(real_scales, real=True) + projected_loss(fake_scales, real=False)
+            self.p_optimizer.zero_grad(set_to_none=True)
+            p_loss.backward()
+            self.p_optimizer.step()
+            p_real = torch.cat([torch.sigmoid(scale).flatten() for scale in real_scales]).mean()
+            p_fake = torch.cat([torch.sigmoid(scale).flatten() for scale in fake_scales]).mean()
 
         # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face,
         # show the asked-for attributes.
@@ -434,6 +496,10 @@ class Trainer:
             + config.l1_face * face
             + config.attribute_loss * attribute
         )
+        projected_adversarial = torch.zeros(())
+        if self.projected is not None:
+            projected_adversarial = projected_loss(self.projected(augment(fake, self.augmentation)), real=True)
+            g_loss = g_loss + config.projected * projected_adversarial
         spread = torch.zeros(1)
         if config.diversity:
             # Mode seeking: the pulls towards the paired real face teach the generator to ignore its noise, so
@@ -461,6 +527,15 @@ class Trainer:
             "face_spread": round(spread.mean().item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
             "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
+            **(
+                {}
+                if self.projected is None
+                else {
+                    "g_projected": round(projected_adversarial.item(), 4),
+                    "p_real": round(p_real.item(), 3),
+                    "p_fake": round(p_fake.item(), 3),
+                }
+            ),
         }
 
     @torch.no_grad()
@@ -498,7 +573,9 @@ class Trainer:
         config = self.config
         config.work_dir.mkdir(parents=True, exist_ok=True)
         target = self.state.step + config.steps
-        log = (config.work_dir / "log.jsonl").open("a", encoding="utf-8")
+        log_path = config.work_dir / "log.jsonl"
+        drop_records_after(log_path, self.state.step)
+        log = log_path.open("a", encoding="utf-8")
         started = last = time.perf_counter()
         try:
             while self.state.step < target:
