@@ -916,6 +916,12 @@ def train_deepprivacy(
             _fail_usage(f"--channels takes whole numbers separated by commas, not {channels!r}")
     elif trained:
         config.channels = tuple(trained["architecture"]["channels"])
+    if trained and widen_from is None and list(config.channels) != trained["architecture"]["channels"]:
+        # Loading a narrower state into more channels would leave the new ones at zero, where they never learn.
+        _fail_usage(
+            f"{out} was trained with channels {trained['architecture']['channels']}; to widen it, start a new "
+            "--out with --widen-from"
+        )
     if widen_from is not None:
         if refine_from is not None or channels is None:
             _fail_usage("--widen-from needs --channels and cannot be combined with --refine-from")

@@ -204,6 +204,8 @@ def test_a_widened_generator_draws_what_the_trained_one_drew_and_keeps_its_width
     assert started.exit_code == 0, started.output
     resumed = cli("train", "deepprivacy", *common, "--resume")
     assert resumed.exit_code == 0, resumed.output
+    regrown = cli("train", "deepprivacy", *common, "--resume", "--channels", ",".join(str(2 * c) for c in wide))
+    assert regrown.exit_code == 2 and "--widen-from" in regrown.output  # zero-padded channels would never learn
 
     written = json.loads(out.with_suffix(".json").read_text())
     assert written["architecture"]["channels"] == list(wide)
