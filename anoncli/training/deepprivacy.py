@@ -348,7 +348,8 @@ class Trainer:
         self.state = TrainState(**saved["state"])
         self.rng = np.random.default_rng(self.config.seed + self.state.step)
         self.widens = {"file": weights.name, "sha256": manifest["sha256"], "channels": list(narrow)}
-        return f"widened {weights} (step {self.state.step}) from channels {narrow} to {wide}"
+        message = f"widened {weights} (step {self.state.step}) from channels {narrow} to {wide}"
+        return message + self._resume_projected(saved, with_moments=False)
 
     def save_checkpoint(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
