@@ -899,7 +899,8 @@ def train_deepprivacy(
     resolved = resolve_device(device)
     # A resumed run goes on as it was trained unless told otherwise.
     trained = json.loads(out.with_suffix(".json").read_text()) if resume and out.with_suffix(".json").exists() else {}
-    trained_with = trained.get("training", {}).get("hyperparameters", {})
+    training = trained.get("training", {})
+    trained_with = training.get("hyperparameters", {})
     config = TrainConfig(
         weights=out,
         work_dir=work_dir,
@@ -941,7 +942,7 @@ def train_deepprivacy(
     trainer_exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
     if trainer_exists and not resume:
         _fail_usage(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
-    grown_from = _grown_from(out)
+    grown_from = training.get("refines", {}).get("file")  # the generator a 128² head grows
     if trainer_exists and grown_from and refine_from is None:
         _fail_usage(f"{out} grows {grown_from}; pass --refine-from with it again to resume")
     dataset, config.data_description = _prepared_faces(
@@ -987,14 +988,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _grown_from(weights: Path) -> str | None:
-    """The file name of the generator that `weights` grow (see --refine-from), if they grow one."""
-    manifest = weights.with_suffix(".json")
-    if not manifest.exists():
-        return None
-    return json.loads(manifest.read_text()).get("training", {}).get("refines", {}).get("file")
 
 
 def _prepared_faces(

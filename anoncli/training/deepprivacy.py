@@ -232,6 +232,10 @@ def drop_records_after(log: Path, step: int) -> None:
         temporary.replace(log)
 
 
+def _in_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.half() for name, tensor in state.items()}
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, dataset: FaceDataset, labels: np.ndarray) -> None:
         self.config = config
@@ -354,22 +358,18 @@ class Trainer:
     def save_checkpoint(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         temporary = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "generator": self.generator.state_dict(),
-                "discriminator": self.discriminator.state_dict(),
-                "ema": self.ema.state_dict(),
-                "g_optimizer": self.g_optimizer.state_dict(),
-                "d_optimizer": self.d_optimizer.state_dict(),
-                **(
-                    {}
-                    if self.projected is None
-                    else {"projected": self.projected.trained_state(), "p_optimizer": self.p_optimizer.state_dict()}
-                ),
-                "state": asdict(self.state),
-            },
-            temporary,
-        )
+        checkpoint = {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "ema": self.ema.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "state": asdict(self.state),
+        }
+        if self.projected is not None:
+            checkpoint["projected"] = self.projected.trained_state()
+            checkpoint["p_optimizer"] = self.p_optimizer.state_dict()
+        torch.save(checkpoint, temporary)
         temporary.replace(self.checkpoint_path)
 
     def export(self) -> None:
@@ -425,17 +425,13 @@ class Trainer:
             **({"inference": earlier["inference"]} if "inference" in earlier else {}),
         }
         save_generator(self.ema, config.weights, manifest)
-        half = {name: tensor.half() for name, tensor in self.generator.state_dict().items()}
         seed_state = {
-            "generator": half,
-            "discriminator": {name: tensor.half() for name, tensor in self.discriminator.state_dict().items()},
-            **(
-                {}
-                if self.projected is None
-                else {"projected": {name: tensor.half() for name, tensor in self.projected.trained_state().items()}}
-            ),
+            "generator": _in_half(self.generator.state_dict()),
+            "discriminator": _in_half(self.discriminator.state_dict()),
             "state": asdict(self.state),
         }
+        if self.projected is not None:
+            seed_state["projected"] = _in_half(self.projected.trained_state())
         temporary = self.seed_state_path.with_suffix(".tmp")
         torch.save(seed_state, temporary)
         temporary.replace(self.seed_state_path)
@@ -465,7 +461,6 @@ class Trainer:
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_optimizer.step()
-        p_real = p_fake = torch.zeros(())
         if self.projected is not None:
             real_scales = self.projected(augment(real, self.augmentation))
             fake_scales = self.projected(augment(fake.detach(), self.augmentation))
@@ -497,7 +492,6 @@ class Trainer:
             + config.l1_face * face
             + config.attribute_loss * attribute
         )
-        projected_adversarial = torch.zeros(())
         if self.projected is not None:
             projected_adversarial = projected_loss(self.projected(augment(fake, self.augmentation)), real=True)
             g_loss = g_loss + config.projected * projected_adversarial
@@ -516,7 +510,7 @@ class Trainer:
 
         self.state.step += 1
         self.state.images_seen += config.batch_size
-        return {
+        record = {
             "step": self.state.step,
             "d_loss": round(d_loss.item(), 4),
             "r1": round(r1.item(), 4),
@@ -528,16 +522,12 @@ class Trainer:
             "face_spread": round(spread.mean().item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
             "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
-            **(
-                {}
-                if self.projected is None
-                else {
-                    "g_projected": round(projected_adversarial.item(), 4),
-                    "p_real": round(p_real.item(), 3),
-                    "p_fake": round(p_fake.item(), 3),
-                }
-            ),
         }
+        if self.projected is not None:
+            record["g_projected"] = round(projected_adversarial.item(), 4)
+            record["p_real"] = round(p_real.item(), 3)
+            record["p_fake"] = round(p_fake.item(), 3)
+        return record
 
     @torch.no_grad()
     def _update_ema(self) -> None:
