@@ -169,13 +169,43 @@ def test_a_refiner_resumed_grows_the_generator_named_now(cli, chips, tmp_path):
     assert refines["sha256"] == json.loads((tmp_path / "dp64.json").read_text())["sha256"]
 
 
-def _drawn(generator: torch.nn.Module, chips: list[np.ndarray]) -> torch.Tensor:
+def _drawn_with_grad(generator: torch.nn.Module, chips: list[np.ndarray]) -> torch.Tensor:
     """The generator's faces for real chips with their faces erased, seeds 0, 1, ..."""
     erase = erase_ellipse((200, 200), (50, 45, 150, 165), 1.1)
     inputs = [prepare_input(chip, np.ones((200, 200), bool), erase, None, 64) for chip in chips]
     condition, erased, _ = to_tensors(inputs, "cpu")
+    return generate(generator, condition, erased, list(range(len(chips))))
+
+
+def _drawn(generator: torch.nn.Module, chips: list[np.ndarray]) -> torch.Tensor:
     with torch.no_grad():
-        return generate(generator, condition, erased, list(range(len(chips))))
+        return _drawn_with_grad(generator, chips)
+
+
+def test_copies_of_a_widened_generator_draw_the_same_but_learn_apart(chips):
+    """Widening repeats each channel; with random shares of the weights reading the copies instead of equal
+    ones, the network still draws exactly what it drew, but the copies receive different gradients, so
+    training can make them different channels (equal shares give them equal gradients: they stay copies)."""
+    state, manifest = load_checked(WEIGHTS_DIR / "deepprivacy64.pt")
+    narrow = tuple(manifest["architecture"]["channels"])
+    wide = tuple(2 * c for c in narrow)
+    faces = [load_rgb(path).astype(np.uint8) for path in sorted(chips.glob("*.jpg"))[:4]]
+    trained, _ = load_generator(WEIGHTS_DIR / "deepprivacy64.pt", "cpu")
+    expected = _drawn(trained, faces)
+    apart = {}
+    for shares in ("equal", "random"):
+        generator = torch.Generator().manual_seed(0) if shares == "random" else None
+        widened = Generator(64, wide).eval()
+        widened.load_state_dict(widen_generator_state(state, narrow, wide, generator))
+        drawn = _drawn_with_grad(widened, faces)
+        assert (drawn.detach() - expected).abs().max() < 1e-4, shares
+        drawn.square().mean().backward()
+        gradient = widened.get_parameter("up.3.1.0.weight").grad  # the full-resolution level, 2 × 16 filters
+        first, second = gradient[: narrow[0]], gradient[narrow[0] :]
+        apart[shares] = float((first - second).norm() / first.norm())
+    print(f"copies' gradients apart: {apart}")
+    assert apart["equal"] < 1e-3
+    assert apart["random"] > 0.3
 
 
 def test_a_widened_generator_draws_what_the_trained_one_drew_and_keeps_its_width_when_resumed(cli, chips, tmp_path):

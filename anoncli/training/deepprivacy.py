@@ -48,7 +48,6 @@ FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
 CLASSIFIER_RESOLUTION = 64  # the attribute classifier's input side
 REFINE_L1_FACE = 0.25  # L1 weight inside the face when growing a generator (see `refine_from`)
 SPREAD_SIDE = 16  # two drawings of a face are compared at this side (see `face_spread`)
-WIDEN_NOISE = 0.01  # copies of a widened generator's filters start this far apart (share of the layer's spread)
 # RetinaFace's boxes on whole photos reach from the hairline to the chin; on UTKFace's chips, which cut the
 # forehead off, they are tighter and lower. Measured on the 159 faces of celebs13 and the group photos
 # (quartiles): the larger of the eye distance and the eye-to-mouth distance is 0.34-0.36 of the box height
@@ -345,9 +344,10 @@ class Trainer:
         saved = torch.load(weights.with_suffix(".train.pt"), map_location="cpu", weights_only=True)
         narrow, wide = tuple(manifest["architecture"]["channels"]), tuple(self.config.channels)
         trained = {name: tensor.float() for name, tensor in saved["generator"].items()}
-        noise = torch.Generator().manual_seed(self.config.seed)
-        self.generator.load_state_dict(widen_generator_state(trained, narrow, wide, WIDEN_NOISE, noise))
-        self.ema.load_state_dict(widen_generator_state(shipped, narrow, wide))
+        # The same random shares for both, so the weight average starts as the split of the average.
+        for target, state in ((self.generator, trained), (self.ema, shipped)):
+            shares = torch.Generator().manual_seed(self.config.seed)
+            target.load_state_dict(widen_generator_state(state, narrow, wide, shares))
         self.discriminator.load_state_dict({name: tensor.float() for name, tensor in saved["discriminator"].items()})
         self.state = TrainState(**saved["state"])
         self.rng = np.random.default_rng(self.config.seed + self.state.step)
