@@ -445,7 +445,9 @@ class Trainer:
         condition, erased, known, real, inside_square = sample_batch(self.dataset, indices, config, self.rng)
         attributes = sample_attributes(self.labels, indices, config.attribute_dropout, self.rng, config.device)
         seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
-        fake = composite(generate(self.generator, condition, erased, seeds, attributes), real, erased, inside_square)
+        # Drawn once for both players: the discriminator's update leaves the generator as it was.
+        raw = generate(self.generator, condition, erased, seeds, attributes)
+        fake = composite(raw, real, erased, inside_square)
 
         # Discriminator: real vs composite, R1 on reals every few steps.
         real_logits, _ = self.discriminator(real, condition, attributes)
@@ -473,8 +475,6 @@ class Trainer:
 
         # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face,
         # show the asked-for attributes.
-        raw = generate(self.generator, condition, erased, seeds, attributes)
-        fake = composite(raw, real, erased, inside_square)
         logits, fake_features = self.discriminator(fake, condition, attributes)
         with torch.no_grad():
             _, real_features = self.discriminator(real, condition, attributes)
