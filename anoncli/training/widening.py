@@ -7,7 +7,7 @@ function-preserving widening, fitted to PixelNorm).
 
 Copies must grow apart in training, or the wider network is only the narrow one repeated. Split equally and
 nudged apart by 1 % noise, they receive nearly equal gradients: 1,500 steps after widening the shipped
-generator its copies were still only 1-5 % apart. Split in random shares, copies compute the same values
+generator their filters were still only 1-5 % apart. Split in random shares, copies compute the same values
 but pass different gradients back (each reader weighs them differently), so they grow apart from the first
 step while the network still draws exactly what it drew.
 """
