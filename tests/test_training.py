@@ -19,7 +19,7 @@ from anoncli.faces import box_iou
 from anoncli.generative.geometry import erase_ellipse, prepare_input
 from anoncli.generative.networks import Generator
 from anoncli.generative.sampling import generate, to_tensors
-from anoncli.generative.weights import WEIGHTS_DIR, load_checked, load_generator
+from anoncli.generative.weights import WEIGHTS_DIR, load_checked, load_generator, read_manifest
 from anoncli.training.deepprivacy import (
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,
@@ -209,21 +209,14 @@ def test_copies_of_a_widened_generator_draw_the_same_but_learn_apart(chips):
 
 
 def test_a_widened_generator_draws_what_the_trained_one_drew_and_keeps_its_width_when_resumed(cli, chips, tmp_path):
-    """--widen-from starts a run with twice the shipped generator's channels: before training it draws the
-    same faces; the run records what it widened and resumes at its own width."""
+    """--widen-from starts a run with twice the shipped generator's channels (drawing what it drew, see the
+    test above); the run records what it widened and resumes at its own width."""
     shipped = WEIGHTS_DIR / "deepprivacy64.pt"
-    state, manifest = load_checked(shipped)
-    narrow, wide = (
-        tuple(manifest["architecture"]["channels"]),
-        tuple(2 * c for c in manifest["architecture"]["channels"]),
-    )
+    manifest = read_manifest(shipped)
+    narrow = tuple(manifest["architecture"]["channels"])
+    wide = tuple(2 * c for c in narrow)
     faces = [load_rgb(path).astype(np.uint8) for path in sorted(chips.glob("*.jpg"))[:4]]
     trained, _ = load_generator(shipped, "cpu")
-    widened = Generator(64, wide).eval()
-    widened.load_state_dict(widen_generator_state(state, narrow, wide))
-    difference = (_drawn(widened, faces) - _drawn(trained, faces)).abs()
-    print(f"widened exactly: largest difference {difference.max():.2e}")
-    assert difference.max() < 1e-4
 
     out, work = tmp_path / "wide.pt", tmp_path / "work"
     common = ("--data", chips, "--out", out, "--work-dir", work, "--prepared", tmp_path / "prepared")
