@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anoncli.training.dataset import IMAGE_SUFFIXES, is_held_out
+from anoncli.training.dataset import held_out_files
 
 
 def main() -> None:
@@ -19,11 +19,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--count", type=int, default=300, help="at most this many, the first by file name")
     arguments = parser.parse_args()
-    files = sorted(
-        p
-        for p in arguments.data.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and is_held_out(str(p.relative_to(arguments.data)))
-    )
+    files = held_out_files(arguments.data)
     arguments.folder.mkdir(parents=True, exist_ok=True)
     for path in files[: arguments.count]:
         link = arguments.folder / path.name

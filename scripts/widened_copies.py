@@ -22,20 +22,11 @@ from anoncli.generative.geometry import erase_ellipse, prepare_input
 from anoncli.generative.networks import Generator
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import read_manifest
-from anoncli.training.dataset import IMAGE_SUFFIXES, is_held_out
+from anoncli.training.dataset import held_out_files
 from anoncli.training.widening import repeats
 
 FACES = 16
 FACE_BOX = (0.25, 0.225, 0.75, 0.825)  # of a UTKFace chip's side, as the training tests erase it
-
-
-def held_out_chips(data: Path, count: int) -> list[np.ndarray]:
-    files = sorted(
-        path
-        for path in data.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and is_held_out(str(path.relative_to(data)))
-    )
-    return [np.asarray(Image.open(path).convert("RGB")) for path in files[:count]]
 
 
 def main() -> None:
@@ -51,7 +42,7 @@ def main() -> None:
     generator = Generator(manifest["architecture"]["resolution"], channels).eval()
     generator.load_state_dict({name: tensor.float() for name, tensor in saved["generator"].items()})
 
-    chips = held_out_chips(arguments.data, FACES)
+    chips = [np.asarray(Image.open(path).convert("RGB")) for path in held_out_files(arguments.data)[:FACES]]
     inputs = []
     for chip in chips:
         height, width = chip.shape[:2]

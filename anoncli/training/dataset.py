@@ -35,6 +35,15 @@ def is_held_out(name: str) -> bool:
     return zlib.crc32(name.encode()) % 100 < HELD_OUT_PERCENT
 
 
+def held_out_files(data: Path) -> list[Path]:
+    """The held-out images of the data folder `data`, sorted by path."""
+    return sorted(
+        path
+        for path in data.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and is_held_out(str(path.relative_to(data)))
+    )
+
+
 @dataclass
 class FaceDataset:
     """Prepared faces: crops (N, S, S, 3) uint8, valid (N, S, S) uint8, boxes (N, 4), landmarks (N, 5, 2)."""
