@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from anoncli.attributes import Attributes, age_group_of
+from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
+from anoncli.attributes.classifier import load_classifier
 from anoncli.faces import box_iou
 from anoncli.generative.geometry import erase_ellipse, prepare_input
 from anoncli.generative.networks import Generator
@@ -24,6 +27,7 @@ from anoncli.training.deepprivacy import (
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,
     PHOTO_BOX_SCALE,
+    attribute_shortfall,
     face_spread,
     photo_box,
     stretched_edges,
@@ -82,6 +86,41 @@ def test_face_spread_counts_a_new_face_not_a_lighter_copy_or_speckle():
     assert face_spread(first, first, erased).item() == 0
     assert other_face > 0.1
     assert lighter < other_face / 10 and speckled < other_face / 3
+
+
+def test_the_attribute_loss_asks_no_more_than_the_real_face_shows_and_sees_no_colour():
+    """A new face is asked to show gender and age group as surely as the real face it replaces, judged in
+    grey: the real face itself owes nothing; another person does; and rainbow speckle painted over that
+    person (luma unchanged), which moves what the classifier reads in colour, changes nothing."""
+
+    def faces(paths: list) -> torch.Tensor:
+        images = np.stack([cv2.resize(load_rgb(p).astype(np.uint8), (64, 64)) for p in paths])
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    paths = sorted(UTKFACE.glob("*.jpg"))[::500][:32]
+    real, others = faces(paths[:16]), faces(paths[16:])
+    asked = torch.from_numpy(np.stack([labelled(path).vector() for path in paths[:16]]))
+    noise = torch.randn(others.shape, generator=torch.Generator().manual_seed(0))
+    luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    speckle = 0.3 * (noise - (noise * luma).sum(dim=1, keepdim=True) * luma / luma.pow(2).sum())
+    classifier, _ = load_classifier(CLASSIFIER_WEIGHTS, "cpu")
+    with torch.no_grad():
+        in_colour = (classifier(others + speckle) - classifier(others)).abs().max().item()
+        owed = {
+            name: attribute_shortfall(classifier, new, real, asked, 0.22, np.random.default_rng(0)).item()
+            for name, new in (("real", real), ("others", others), ("speckled others", others + speckle))
+        }
+    print(f"speckle moves the colour reading by up to {in_colour:.2f}; attribute loss {owed}")
+    assert owed["real"] == 0
+    assert owed["others"] > 0.1
+    assert in_colour > 0.5
+    assert owed["speckled others"] == pytest.approx(owed["others"], abs=1e-5)
+
+
+def labelled(path) -> Attributes:
+    """UTKFace's gender and age group, from the file name (age_gender_race_date)."""
+    age, gender = path.name.split("_")[:2]
+    return Attributes(("male", "female")[int(gender)], age_group_of(float(age)))
 
 
 @pytest.fixture(scope="module")

@@ -49,20 +49,33 @@ class AttributeNet(nn.Module):
         return self.head(features.mean(dim=(2, 3)))
 
 
-def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+PARTS = ((0, len(GENDERS)), (len(GENDERS), ATTRIBUTE_SIZE))  # gender, age group in logits and targets
+
+
+def attribute_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, 2): each face's cross-entropy of gender and of age group against one-hot `targets`."""
+    return torch.stack(
+        [
+            F.cross_entropy(logits[:, start:end], targets[:, start:end].argmax(dim=1), reduction="none")
+            for start, end in PARTS
+        ],
+        dim=1,
+    )
+
+
+def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Cross-entropy of gender and age group against one-hot `targets`; all-zero (unknown) parts are skipped.
 
-    With a `margin`, a face whose cross-entropy is already below it adds nothing: a generator is asked for
-    a face the classifier is fairly sure of, not for one that fools it completely.
+    With a `margin` (one for all, or (N, 2): per face, for gender and for age group), a face whose
+    cross-entropy is already below it adds nothing: a generator is asked for a face the classifier is fairly
+    sure of, not for one that fools it completely.
     """
+    shortfall = F.relu(attribute_cross_entropy(logits, targets) - margin)
     total = logits.new_zeros(())
-    parts = ((0, len(GENDERS)), (len(GENDERS), ATTRIBUTE_SIZE))
-    for start, end in parts:
-        target = targets[:, start:end]
-        known = target.sum(dim=1) > 0
+    for part, (start, end) in enumerate(PARTS):
+        known = targets[:, start:end].sum(dim=1) > 0
         if known.any():
-            each = F.cross_entropy(logits[known, start:end], target[known].argmax(dim=1), reduction="none")
-            total = total + F.relu(each - margin).mean()
+            total = total + shortfall[known, part].mean()
     return total
 
 
