@@ -420,7 +420,8 @@ class Trainer:
                 "wall_seconds": round(self.state.wall_seconds),
                 "batch_size": config.batch_size,
                 "losses": "non-saturating GAN (patch D with attribute projection) + lazy R1, paired D feature "
-                "matching, L1 context + face, attribute cross-entropy from the frozen classifier"
+                "matching, L1 context + face, attribute cross-entropy from the frozen classifier (in grey) "
+                "beyond the real face's"
                 + (", mode seeking (face spread of two noise draws, hinge)" if config.diversity else "")
                 + (", projected discriminator on RetinaFace's backbone features" if config.projected else ""),
                 "attribute_classifier": {
