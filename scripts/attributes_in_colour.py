@@ -6,8 +6,8 @@ The frozen attribute classifier that gives `anoncli train deepprivacy` its attri
 faces framed and erased as in training (the cache `anoncli train` prepares from ../shared/data/utkface): the
 real faces, and the generator's new faces asked for their own labels and for another gender and age group.
 Each in colour and in grey (luma). A generator that shows an attribute in its faces keeps the classifier's
-accuracy in grey; one that fools the classifier with colour patterns loses it there. Real faces give the
-classifier's own loss from grey.
+accuracy in grey; one that fools the classifier with colour patterns loses it there. The real faces' rows
+show how much grey alone costs the classifier.
 """
 
 from __future__ import annotations

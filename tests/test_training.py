@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from anoncli.generative.networks import Generator
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import WEIGHTS_DIR, load_checked, load_generator, read_manifest
 from anoncli.training.deepprivacy import (
+    LUMA,
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,
     PHOTO_BOX_SCALE,
@@ -101,7 +103,7 @@ def test_the_attribute_loss_asks_no_more_than_the_real_face_shows_and_sees_no_co
     real, others = faces(paths[:16]), faces(paths[16:])
     asked = torch.from_numpy(np.stack([labelled(path).vector() for path in paths[:16]]))
     noise = torch.randn(others.shape, generator=torch.Generator().manual_seed(0))
-    luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    luma = LUMA[None, :, None, None]
     speckle = 0.3 * (noise - (noise * luma).sum(dim=1, keepdim=True) * luma / luma.pow(2).sum())
     classifier, _ = load_classifier(CLASSIFIER_WEIGHTS, "cpu")
     with torch.no_grad():
@@ -117,7 +119,7 @@ def test_the_attribute_loss_asks_no_more_than_the_real_face_shows_and_sees_no_co
     assert owed["speckled others"] == pytest.approx(owed["others"], abs=1e-5)
 
 
-def labelled(path) -> Attributes:
+def labelled(path: Path) -> Attributes:
     """UTKFace's gender and age group, from the file name (age_gender_race_date)."""
     age, gender = path.name.split("_")[:2]
     return Attributes(("male", "female")[int(gender)], age_group_of(float(age)))
