@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anoncli.attributes import GENDERS
+from anoncli.attributes import AGE_GROUPS, GENDERS
 from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
-from anoncli.attributes.classifier import load_classifier
+from anoncli.attributes.classifier import attribute_accuracy, load_classifier
 from anoncli.generative.sampling import generate
 from anoncli.generative.weights import load_generator
 from anoncli.training.dataset import FaceDataset, attribute_labels
@@ -32,22 +32,12 @@ BATCH = 64
 
 def other_labels(labels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """The other gender and a different age group, at random, for each one-hot label vector."""
-    genders = len(GENDERS)
+    genders, ages = len(GENDERS), len(AGE_GROUPS)
     other = torch.zeros_like(labels)
     other[:, :genders] = 1 - labels[:, :genders]
-    ages = labels[:, genders:].argmax(dim=1)
-    shifted = (ages + torch.from_numpy(rng.integers(1, labels.shape[1] - genders, len(labels)))) % (
-        labels.shape[1] - genders
-    )
+    shifted = (labels[:, genders:].argmax(dim=1) + torch.from_numpy(rng.integers(1, ages, len(labels)))) % ages
     other[torch.arange(len(labels)), genders + shifted] = 1
     return other
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> str:
-    genders = len(GENDERS)
-    gender = (logits[:, :genders].argmax(dim=1) == labels[:, :genders].argmax(dim=1)).float().mean()
-    age = (logits[:, genders:].argmax(dim=1) == labels[:, genders:].argmax(dim=1)).float().mean()
-    return f"gender {gender:6.1%}   age group {age:6.1%}"
 
 
 @torch.inference_mode()
@@ -83,7 +73,8 @@ def main() -> None:
 
     print(f"{len(faces)} held-out faces, classifier accuracy on what it was asked / labelled:")
     for name, pairs in judged.items():
-        print(f"  {name} {accuracy(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))}")
+        shares = attribute_accuracy(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+        print(f"  {name} gender {shares['gender']:6.1%}   age group {shares['age_group']:6.1%}")
 
 
 if __name__ == "__main__":

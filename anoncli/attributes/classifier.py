@@ -63,6 +63,16 @@ def attribute_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torc
     )
 
 
+def attribute_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Share of faces whose gender / age group the logits get right, over the faces whose `targets` give it."""
+    result = {}
+    for name, (start, end) in zip(("gender", "age_group"), PARTS):
+        known = targets[:, start:end].sum(dim=1) > 0
+        correct = logits[known, start:end].argmax(dim=1) == targets[known, start:end].argmax(dim=1)
+        result[name] = correct.float().mean().item()
+    return result
+
+
 def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Cross-entropy of gender and age group against one-hot `targets`; all-zero (unknown) parts are skipped.
 

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from anoncli.attributes import GENDERS
-from anoncli.attributes.classifier import AttributeNet, attribute_loss, face_square
+from anoncli.attributes.classifier import AttributeNet, attribute_accuracy, attribute_loss, face_square
 from anoncli.generative.weights import save_checked
 from anoncli.training.dataset import FaceDataset
 
@@ -67,14 +66,7 @@ def accuracy(network: AttributeNet, squares: np.ndarray, labels: np.ndarray, dev
     """Share of faces whose gender / age group the classifier gets right, over faces with that label."""
     network.eval()
     logits = torch.cat([network(_to_tensor(squares[i : i + 256], device)).cpu() for i in range(0, len(squares), 256)])
-    labels_t = torch.from_numpy(labels)
-    result = {}
-    for name, (start, end) in (("gender", (0, len(GENDERS))), ("age_group", (len(GENDERS), labels.shape[1]))):
-        target = labels_t[:, start:end]
-        known = target.sum(dim=1) > 0
-        correct = logits[known, start:end].argmax(dim=1) == target[known].argmax(dim=1)
-        result[name] = round(correct.float().mean().item(), 4)
-    return result
+    return {name: round(share, 4) for name, share in attribute_accuracy(logits, torch.from_numpy(labels)).items()}
 
 
 def train_classifier(
