@@ -3,40 +3,20 @@ generator as labels only; a person keeps one gender and age group for a whole vi
 
 from __future__ import annotations
 
-import csv
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from anoncli.anonymizers import create_method
-from anoncli.attributes import GENDERS, Attributes, TrackVotes, age_group_of, create_estimator
+from anoncli.attributes import GENDERS, Attributes, TrackVotes, create_estimator
 from anoncli.frames import FrameJob, anonymize_frames
 from anoncli.generative.skin import detected_skin_colour
-from anoncli.training.dataset import is_held_out
-from conftest import SAMPLE_DATA, SHARED_DATA, load_rgb, read_report
+from conftest import SAMPLE_DATA, SHARED_DATA, held_out_utkface, load_rgb, read_report
 
-UTKFACE = SHARED_DATA / "utkface"
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 # Seed 003's two targets (its light and dark skin tones).
 SKIN_TONES = [(227, 208, 202), (111, 55, 55)]
-
-
-def held_out_utkface(count: int) -> list[tuple[Path, Attributes]]:
-    """Labelled UTKFace chips that training never used (the 5 % held out by file name), spread over all ages
-    (names start with the age, so the first ones by name would all be children)."""
-    with (UTKFACE / "labels.csv").open(newline="") as file:
-        rows = [row for row in csv.DictReader(file) if is_held_out(row["file"])]
-    rows = sorted(rows, key=lambda row: row["file"])
-    rows = rows[:: max(len(rows) // count, 1)][:count]
-    return [
-        (
-            UTKFACE / row["file"],
-            Attributes(("male", "female")[int(row["gender_0male_1female"])], age_group_of(float(row["age"]))),
-        )
-        for row in rows
-    ]
 
 
 @pytest.fixture(scope="module")

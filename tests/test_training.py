@@ -9,14 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from anoncli.attributes import Attributes, age_group_of
 from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from anoncli.attributes.classifier import load_classifier
 from anoncli.faces import box_iou
@@ -36,9 +34,8 @@ from anoncli.training.deepprivacy import (
 )
 from anoncli.training.projected import ProjectedDiscriminator, augment, projected_loss
 from anoncli.training.widening import widen_generator_state
-from conftest import SHARED_DATA, load_rgb
+from conftest import SHARED_DATA, UTKFACE, held_out_utkface, load_rgb
 
-UTKFACE = SHARED_DATA / "utkface"
 UNANNOTATED = SHARED_DATA / "group_photos" / "unannotated"
 
 
@@ -99,9 +96,9 @@ def test_the_attribute_loss_asks_no_more_than_the_real_face_shows_and_sees_no_co
         images = np.stack([cv2.resize(load_rgb(p).astype(np.uint8), (64, 64)) for p in paths])
         return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
-    paths = sorted(UTKFACE.glob("*.jpg"))[::500][:32]
-    real, others = faces(paths[:16]), faces(paths[16:])
-    asked = torch.from_numpy(np.stack([labelled(path).vector() for path in paths[:16]]))
+    chips = held_out_utkface(32)
+    real, others = faces([path for path, _ in chips[:16]]), faces([path for path, _ in chips[16:]])
+    asked = torch.from_numpy(np.stack([attributes.vector() for _, attributes in chips[:16]]))
     noise = torch.randn(others.shape, generator=torch.Generator().manual_seed(0))
     luma = LUMA[None, :, None, None]
     speckle = 0.3 * (noise - (noise * luma).sum(dim=1, keepdim=True) * luma / luma.pow(2).sum())
@@ -117,12 +114,6 @@ def test_the_attribute_loss_asks_no_more_than_the_real_face_shows_and_sees_no_co
     assert owed["others"] > 0.1
     assert in_colour > 0.5
     assert owed["speckled others"] == pytest.approx(owed["others"], abs=1e-5)
-
-
-def labelled(path: Path) -> Attributes:
-    """UTKFace's gender and age group, from the file name (age_gender_race_date)."""
-    age, gender = path.name.split("_")[:2]
-    return Attributes(("male", "female")[int(gender)], age_group_of(float(age)))
 
 
 @pytest.fixture(scope="module")
