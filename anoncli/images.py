@@ -20,6 +20,8 @@ from PIL import Image, ImageOps, ImageSequence, JpegImagePlugin
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 DEFAULT_MAX_MEGAPIXELS = 150.0
+# BT.601 luma: how bright R, G and B look, for grey conversions and brightness anywhere in anoncli.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
 EXIF_ORIENTATION = 0x0112
 EXIF_GPS_IFD = 0x8825
@@ -65,7 +67,7 @@ def from_rgb8(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     """Map RGB uint8 pixels into the colour channels of `like`'s layout and depth (alpha not included)."""
     colour = rgb.astype(np.float32)
     if like.shape[2] in (1, 2):
-        colour = colour @ np.array([[0.299], [0.587], [0.114]], np.float32)
+        colour = colour @ LUMA_WEIGHTS[:, None]
     if like.dtype == np.uint16:
         colour = colour * 257.0
     return colour

@@ -22,8 +22,8 @@ from anoncli.generative.geometry import erase_ellipse, prepare_input
 from anoncli.generative.networks import Generator
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import WEIGHTS_DIR, load_checked, load_generator, read_manifest
+from anoncli.images import LUMA_WEIGHTS
 from anoncli.training.deepprivacy import (
-    LUMA,
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,
     PHOTO_BOX_SCALE,
@@ -100,7 +100,7 @@ def test_the_attribute_loss_asks_no_more_than_the_real_face_shows_and_sees_no_co
     real, others = faces([path for path, _ in chips[:16]]), faces([path for path, _ in chips[16:]])
     asked = torch.from_numpy(np.stack([attributes.vector() for _, attributes in chips[:16]]))
     noise = torch.randn(others.shape, generator=torch.Generator().manual_seed(0))
-    luma = LUMA[None, :, None, None]
+    luma = torch.from_numpy(LUMA_WEIGHTS)[None, :, None, None]
     speckle = 0.3 * (noise - (noise * luma).sum(dim=1, keepdim=True) * luma / luma.pow(2).sum())
     classifier, _ = load_classifier(CLASSIFIER_WEIGHTS, "cpu")
     with torch.no_grad():

@@ -26,6 +26,7 @@ from anoncli.generative.geometry import CONTEXT, build_input, erase_ellipse
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.skin import skin_sample
 from anoncli.generative.weights import WEIGHTS_DIR, load_generator, read_manifest
+from anoncli.images import LUMA_WEIGHTS
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "deepprivacy64.pt"
 # The same generator grown to 128² (progressive), for faces whose square would otherwise be enlarged a lot.
@@ -34,7 +35,7 @@ TINT_ROUNDS = 2
 # `--skin-tone`: luma (BT.601) and the two colour differences B - luma and R - luma. Shading lives in luma
 # and is kept by a gain; skin colour lives in the colour differences, whose spread over a generated face (pale
 # highlights beside warmer cheeks) is halved so the skin reads as the asked colour, not as a mixture around it.
-LUMA_CHROMA = np.array([[0.299, 0.587, 0.114], [-0.299, -0.587, 0.886], [0.701, -0.587, -0.114]], np.float32)
+LUMA_CHROMA = np.vstack([LUMA_WEIGHTS, np.eye(3, dtype=np.float32)[[2, 0]] - LUMA_WEIGHTS])
 RGB_FROM_LUMA_CHROMA = np.linalg.inv(LUMA_CHROMA).astype(np.float32)
 CHROMA_SPREAD = 0.5
 # A gain that lifts a drawn face to a light target pushed its highlights past white: 18-77 % of the inner

@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from anoncli.images import LUMA_WEIGHTS
+
 # Eyes, brows, nostrils and mouth are darker than skin, highlights brighter: leave them out of the sample.
 DARK_SHARE, BRIGHT_SHARE = 0.15, 0.02
 # Classic YCrCb skin box (Chai & Ngan), widened a little for very light and very dark skin.
@@ -21,7 +23,7 @@ def skin_sample(pixels: np.ndarray, region: np.ndarray) -> np.ndarray | None:
     values = pixels[region].astype(np.float32)
     if len(values) < 16:
         return None
-    luminance = values @ np.array([0.299, 0.587, 0.114], np.float32)
+    luminance = values @ LUMA_WEIGHTS
     low, high = np.quantile(luminance, [DARK_SHARE, 1 - BRIGHT_SHARE])
     return values[(luminance >= low) & (luminance <= high)]
 

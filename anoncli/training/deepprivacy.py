@@ -40,16 +40,13 @@ from anoncli.generative.geometry import FRAMING, build_input, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
+from anoncli.images import LUMA_WEIGHTS
 from anoncli.training.dataset import FaceDataset
 from anoncli.training.projected import ProjectedDiscriminator, augment, projected_loss
 from anoncli.training.widening import widen_generator_state
 
 FLIPPED_LANDMARKS = [1, 0, 2, 4, 3]  # left/right swap when an image is mirrored
 CLASSIFIER_RESOLUTION = 64  # the attribute classifier's input side
-# The attribute loss judges faces in grey (BT.601 luma), where colour speckle cannot carry an attribute: the
-# generator of step 23000 had the classifier read the age group asked for in 86-94 % of its faces in colour,
-# 41-50 % in grey, real faces 41 % / 37 % (`scripts/attributes_in_colour.py`).
-LUMA = torch.tensor([0.299, 0.587, 0.114])
 REFINE_L1_FACE = 0.25  # L1 weight inside the face when growing a generator (see `refine_from`)
 SPREAD_SIDE = 16  # two drawings of a face are compared at this side (see `face_spread`)
 # RetinaFace's boxes on whole photos reach from the hairline to the chin; on UTKFace's chips, which cut the
@@ -184,8 +181,14 @@ def sample_attributes(
 
 
 def in_grey(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) images as their luma, repeated over the three channels."""
-    return (images * LUMA.to(images)[:, None, None]).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    """(N, 3, H, W) images as their BT.601 luma, repeated over the three channels.
+
+    The attribute loss judges faces so, where colour speckle cannot carry an attribute: the generator of step
+    23000 had the classifier read the age group asked for in 86-94 % of its faces in colour, 41-50 % in grey,
+    real faces 41 % / 37 % (`scripts/attributes_in_colour.py`).
+    """
+    luma = torch.from_numpy(LUMA_WEIGHTS).to(images)[:, None, None]
+    return (images * luma).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
 
 
 def classifier_view(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
