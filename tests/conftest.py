@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,11 +11,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from anoncli.attributes import Attributes, age_group_of
+from anoncli.attributes import Attributes
 from anoncli.cli import app
 from anoncli.detectors import create_detector
 from anoncli.faces import Face
-from anoncli.training.dataset import is_held_out
+from anoncli.training.dataset import held_out_labelled
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
@@ -118,16 +117,5 @@ def read_report(path: Path) -> dict:
 
 
 def held_out_utkface(count: int) -> list[tuple[Path, Attributes]]:
-    """Labelled UTKFace chips that training never used (the 5 % held out by file name), spread over all ages
-    (names start with the age, so the first ones by name would all be children)."""
-    with (UTKFACE / "labels.csv").open(newline="") as file:
-        rows = [row for row in csv.DictReader(file) if is_held_out(row["file"])]
-    rows = sorted(rows, key=lambda row: row["file"])
-    rows = rows[:: max(len(rows) // count, 1)][:count]
-    return [
-        (
-            UTKFACE / row["file"],
-            Attributes(("male", "female")[int(row["gender_0male_1female"])], age_group_of(float(row["age"]))),
-        )
-        for row in rows
-    ]
+    """Labelled UTKFace chips that training never used (the 5 % held out by file name), spread over all ages."""
+    return held_out_labelled(UTKFACE, count)

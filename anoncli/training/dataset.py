@@ -121,8 +121,8 @@ def prepare_faces(
     return FaceDataset.load(cache)
 
 
-def attribute_labels(dataset: FaceDataset, data: Path) -> np.ndarray:
-    """(N, ATTRIBUTE_SIZE) one-hot gender and age group per prepared face, zeros where `data` has no label."""
+def face_labels(data: Path) -> dict[str, Attributes]:
+    """Gender and age group by file name, from the data folder's LABELS_FILE; empty when it has none."""
     known: dict[str, Attributes] = {}
     labels_file = data / LABELS_FILE
     if labels_file.exists():
@@ -130,4 +130,18 @@ def attribute_labels(dataset: FaceDataset, data: Path) -> np.ndarray:
             for row in csv.DictReader(file):
                 gender = ("male", "female")[int(row["gender_0male_1female"])]
                 known[row["file"]] = Attributes(gender, age_group_of(float(row["age"])))
+    return known
+
+
+def held_out_labelled(data: Path, count: int) -> list[tuple[Path, Attributes]]:
+    """At most `count` labelled held-out faces of `data`, spread over all ages (UTKFace's names start with the
+    age, so the first ones by name would all be children)."""
+    labels = face_labels(data)
+    names = sorted(name for name in labels if is_held_out(name))
+    return [(data / name, labels[name]) for name in names[:: max(len(names) // count, 1)][:count]]
+
+
+def attribute_labels(dataset: FaceDataset, data: Path) -> np.ndarray:
+    """(N, ATTRIBUTE_SIZE) one-hot gender and age group per prepared face, zeros where `data` has no label."""
+    known = face_labels(data)
     return np.stack([known.get(Path(name).name, Attributes()).vector() for name in dataset.files])
