@@ -26,7 +26,7 @@ import numpy as np
 from anoncli.anonymizers.deepprivacy import DeepPrivacy
 from anoncli.attributes import Attributes
 from anoncli.attributes.classifier import UTKFaceEstimator
-from anoncli.detectors import create_detector
+from anoncli.detectors import Detector, create_detector
 from anoncli.evaluation import DETAIL_WITHIN, face_core
 from anoncli.faces import Face
 from anoncli.generative.geometry import erase_ellipse
@@ -77,7 +77,7 @@ def swapped(image: np.ndarray, face: Face, donor: Donor) -> np.ndarray:
     return cv2.seamlessClone(warped, image, region.astype(np.uint8) * 255, centre, cv2.NORMAL_CLONE)
 
 
-def load_donors(data: Path, count: int, detector) -> list[Donor]:
+def load_donors(data: Path, count: int, detector: Detector) -> list[Donor]:
     donors = []
     for path, attributes in held_out_labelled(data, count):
         image = rgb8(read_picture(path).frames[0])
@@ -87,7 +87,7 @@ def load_donors(data: Path, count: int, detector) -> list[Donor]:
     return donors
 
 
-def measure(folder: Path, donors: list[Donor], draws: int, detector, rng: np.random.Generator) -> None:
+def measure(folder: Path, donors: list[Donor], draws: int, detector: Detector, rng: np.random.Generator) -> None:
     embedder, estimator = FaceEmbedder(), UTKFaceEstimator()
     originals, replaced = [], [[] for _ in range(draws)]
     ratios, widths = [], []
