@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -38,6 +39,14 @@ from anoncli.training.dataset import held_out_labelled
 
 DONOR_CHOICES = 5
 ENLARGED_PER_FACE = 12  # held-out faces enlarged to each photo face's size for its detail ceiling
+
+
+class Models(NamedTuple):
+    """Loaded once for all folders: the reference detector, evaluate's embedder and the attribute classifier."""
+
+    detector: Detector
+    embedder: FaceEmbedder
+    estimator: UTKFaceEstimator
 
 
 class Donor:
@@ -87,8 +96,8 @@ def load_donors(data: Path, count: int, detector: Detector) -> list[Donor]:
     return donors
 
 
-def measure(folder: Path, donors: list[Donor], draws: int, detector: Detector, rng: np.random.Generator) -> None:
-    embedder, estimator = FaceEmbedder(), UTKFaceEstimator()
+def measure(folder: Path, donors: list[Donor], draws: int, models: Models, rng: np.random.Generator) -> None:
+    detector, embedder, estimator = models
     originals, replaced = [], [[] for _ in range(draws)]
     ratios, widths = [], []
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
@@ -120,11 +129,11 @@ def main() -> None:
     parser.add_argument("--donors", type=int, default=200, help="held-out UTKFace faces to draw from")
     parser.add_argument("--draws", type=int, default=3)
     arguments = parser.parse_args()
-    detector = create_detector("retinaface", device="cpu")
-    donors = load_donors(arguments.data, arguments.donors, detector)
+    models = Models(create_detector("retinaface", device="cpu"), FaceEmbedder(), UTKFaceEstimator())
+    donors = load_donors(arguments.data, arguments.donors, models.detector)
     print(f"{len(donors)} held-out UTKFace faces, median box width {np.median([d.face.width for d in donors]):.0f} px")
     for folder in arguments.folders:
-        measure(folder, donors, arguments.draws, detector, np.random.default_rng(0))
+        measure(folder, donors, arguments.draws, models, np.random.default_rng(0))
 
 
 if __name__ == "__main__":
