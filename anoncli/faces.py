@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# x1, y1, x2, y2 in pixels: the box of a face, everywhere in anoncli.
+Box = tuple[float, float, float, float]
+
 # Left and right as seen in the image, the order RetinaFace and CenterFace both use.
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -15,7 +18,7 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 class Face:
     """One detected face in image coordinates (pixels, x to the right, y down)."""
 
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    box: Box  # x1, y1, x2, y2
     score: float
     landmarks: tuple[tuple[float, float], ...] | None = None  # 5 points, or None when unknown
 
@@ -29,7 +32,7 @@ class Face:
 
     @property
     def size(self) -> float:
-        return max(self.width, self.height)
+        return face_size(self.box)
 
     def to_json(self) -> dict:
         record: dict = {
@@ -73,7 +76,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(box_area(a)[:, None] + box_area(b)[None, :] - inter, 1e-9)
 
 
-def padded_crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float) -> np.ndarray | None:
+def padded_crop(image: np.ndarray, box: Box, margin: float) -> np.ndarray | None:
     """The image inside `box` grown by `margin` × its larger side, clipped to the image; None when under
     2 × 2 pixels."""
     height, width = image.shape[:2]
@@ -95,14 +98,29 @@ class Square:
     side: int
 
 
-def centred_square(box: tuple[float, float, float, float], side: float) -> Square:
+def centred_square(box: Box, side: float) -> Square:
     x1, y1, x2, y2 = box
     side = max(round(side), 4)
     centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
     return Square(round(centre_x - side / 2), round(centre_y - side / 2), side)
 
 
-def face_size(box: tuple[float, float, float, float]) -> float:
+def ellipse_radii(box: Box, scale: float = 1.0) -> tuple[float, float, float, float]:
+    """Centre x, centre y and radii of the ellipse inscribed in `box`, grown by `scale`."""
+    x1, y1, x2, y2 = box
+    return (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0) / 2 * scale, max(y2 - y1, 1.0) / 2 * scale
+
+
+def ellipse_distance_squared(box: Box, scale: float, left: int, top: int, right: int, bottom: int) -> np.ndarray:
+    """(bottom - top, right - left) float32: for each pixel centre of that window, its squared distance from the
+    centre of the ellipse inscribed in `box` and grown by `scale`, in radii (1 on the ellipse)."""
+    centre_x, centre_y, radius_x, radius_y = ellipse_radii(box, scale)
+    ys = (np.arange(top, bottom, dtype=np.float32) + 0.5 - centre_y) / radius_y
+    xs = (np.arange(left, right, dtype=np.float32) + 0.5 - centre_x) / radius_x
+    return ys[:, None] ** 2 + xs[None, :] ** 2
+
+
+def face_size(box: Box) -> float:
     return max(box[2] - box[0], box[3] - box[1], 1.0)
 
 

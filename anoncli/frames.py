@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anoncli.anonymizers import Anonymizer, FaceCrop, anonymize_fail_closed
+from anoncli.anonymizers import FaceCrop, Method, anonymize_fail_closed
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.faces import Face
-from anoncli.images import rgb8
+from anoncli.io.images import rgb8
 from anoncli.paste import Compositor
 from anoncli.regions import Region, face_region
 
@@ -39,7 +39,7 @@ def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attribute
     return FaceCrop(np.ascontiguousarray(view[region.slices]), region.mask, box, landmarks, seed, attributes)
 
 
-def anonymize_frames(jobs: list[FrameJob], method: Anonymizer, mask_scale: float) -> list[FrameResult]:
+def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) -> list[FrameResult]:
     crops: list[FaceCrop] = []
     placements: list[tuple[int, Region]] = []
     for index, job in enumerate(jobs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anoncli.images import from_rgb8
+from anoncli.io.images import from_rgb8
 from anoncli.regions import Region
 
 

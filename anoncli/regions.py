@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anoncli.faces import Face
+from anoncli.faces import Face, ellipse_distance_squared, ellipse_radii
 
 # The feather runs outward from the scaled ellipse over this fraction of its radius, so the face itself is
 # always fully covered and only the surroundings blend.
@@ -34,18 +34,13 @@ def face_region(face: Face, width: int, height: int, mask_scale: float, context:
     The ellipse has the face box's proportions times `mask_scale`; `context` is widened when needed so the
     whole feathered ellipse fits.
     """
-    centre_x = (face.box[0] + face.box[2]) / 2
-    centre_y = (face.box[1] + face.box[3]) / 2
-    radius_x = max(face.width, 1.0) / 2 * mask_scale
-    radius_y = max(face.height, 1.0) / 2 * mask_scale
+    centre_x, centre_y, radius_x, radius_y = ellipse_radii(face.box, mask_scale)
     half_side = max(context * face.size / 2, max(radius_x, radius_y) * (1 + FEATHER)) + 1
     x1 = int(np.clip(np.floor(centre_x - half_side), 0, width))
     y1 = int(np.clip(np.floor(centre_y - half_side), 0, height))
     x2 = int(np.clip(np.ceil(centre_x + half_side), 0, width))
     y2 = int(np.clip(np.ceil(centre_y + half_side), 0, height))
-    ys = (np.arange(y1, y2, dtype=np.float32) + 0.5 - centre_y) / radius_y
-    xs = (np.arange(x1, x2, dtype=np.float32) + 0.5 - centre_x) / radius_x
-    distance = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    distance = np.sqrt(ellipse_distance_squared(face.box, mask_scale, x1, y1, x2, y2))
     ramp = np.clip((1 + FEATHER - distance) / FEATHER, 0.0, 1.0)
     mask = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no visible edge where the feather starts or ends
     return Region(x1, y1, x2, y2, mask.astype(np.float32))

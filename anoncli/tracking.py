@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from anoncli.faces import Face, box_iou
+from anoncli.faces import Box, Face, box_iou, face_size
 
 Payload = TypeVar("Payload")
 MATCH_IOU = 0.15
@@ -48,10 +48,10 @@ class TrackedFrame(Generic[Payload]):
 class KalmanBox:
     """Constant-velocity Kalman filter on (centre x, centre y, width, height)."""
 
-    def __init__(self, box: tuple[float, float, float, float]) -> None:
+    def __init__(self, box: Box) -> None:
         x1, y1, x2, y2 = box
         self.state = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0, 0, 0, 0], np.float64)
-        size = max(x2 - x1, y2 - y1)
+        size = face_size(box)
         self.covariance = np.diag([size**2 * 0.01] * 4 + [size**2 * 0.1] * 4)
         self.transition = np.eye(8)
         self.transition[:4, 4:] = np.eye(4)
@@ -69,7 +69,7 @@ class KalmanBox:
         self.state[2:4] = np.maximum(self.state[2:4], 1.0)
         self.covariance = self.transition @ self.covariance @ self.transition.T + process
 
-    def update(self, box: tuple[float, float, float, float]) -> None:
+    def update(self, box: Box) -> None:
         _, measurement = self._noise()
         x1, y1, x2, y2 = box
         observed = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
@@ -79,20 +79,20 @@ class KalmanBox:
         self.state = self.state + gain @ innovation
         self.covariance = (np.eye(8) - gain @ self.observation) @ self.covariance
 
-    def box(self, grow: float = 0.0) -> tuple[float, float, float, float]:
+    def box(self, grow: float = 0.0) -> Box:
         return grown_box(_corners(self.state), grow)
 
-    def expected_box(self) -> tuple[float, float, float, float]:
+    def expected_box(self) -> Box:
         """Where the box should be one frame on, without moving the filter."""
         return _corners(self.transition @ self.state)
 
 
-def _corners(state: np.ndarray) -> tuple[float, float, float, float]:
+def _corners(state: np.ndarray) -> Box:
     cx, cy, width, height = state[:4]
     return (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
 
 
-def grown_box(box: tuple[float, float, float, float], grow: float) -> tuple[float, float, float, float]:
+def grown_box(box: Box, grow: float) -> Box:
     x1, y1, x2, y2 = box
     dx, dy = (x2 - x1) * grow / 2, (y2 - y1) * grow / 2
     return (x1 - dx, y1 - dy, x2 + dx, y2 + dy)
@@ -104,7 +104,7 @@ class _Track:
     filter: KalmanBox
     landmarks: tuple | None
     score: float
-    first_seen: tuple[int, tuple[float, float, float, float]]  # frame index and box of the first detection
+    first_seen: tuple[int, Box]  # frame index and box of the first detection
     missed: int = 0
     detections: int = 1
 
@@ -152,7 +152,7 @@ class FaceTracker(Generic[Payload]):
             ready.append(self.buffer.popleft())
         return ready
 
-    def expected_boxes(self) -> list[tuple[float, float, float, float]]:
+    def expected_boxes(self) -> list[Box]:
         """Where the live tracks' faces should be in the next frame pushed."""
         return [track.filter.expected_box() for track in self.tracks]
 
@@ -202,14 +202,14 @@ class FaceTracker(Generic[Payload]):
                 grown = Face(grown_box(face.box, GROWTH_PER_FRAME * 2), face.score, None)
                 earlier.faces[track_id] = TrackedFace(track_id, grown, detected=False)
 
-    def _follow_path_backwards(self, track: _Track, index: int, box: tuple[float, float, float, float]) -> None:
+    def _follow_path_backwards(self, track: _Track, index: int, box: Box) -> None:
         """Widen the boxes filled in before the first detection to also cover where the face was on the path
         from the first detection to the second, followed backwards."""
         first_index, first_box = track.first_seen
         frames = index - first_index  # ≥ 1: a track takes at most one detection per frame
         (first_x, first_y), (x, y) = _centre(first_box), _centre(box)
         velocity_x, velocity_y = (x - first_x) / frames, (y - first_y) / frames
-        limit = BACKFILL_MAX_SHIFT * max(first_box[2] - first_box[0], first_box[3] - first_box[1])
+        limit = BACKFILL_MAX_SHIFT * face_size(first_box)
         for earlier in self.buffer:
             entry = earlier.faces.get(track.track_id)
             if earlier.index >= first_index or entry is None or entry.detected:
@@ -221,7 +221,7 @@ class FaceTracker(Generic[Payload]):
             union = _union(entry.face.box, grown_box(path, GROWTH_PER_FRAME * 2))
             earlier.faces[track.track_id] = TrackedFace(track.track_id, Face(union, entry.face.score, None), False)
 
-    def _interpolate_gap(self, track_id: int, box: tuple[float, float, float, float]) -> None:
+    def _interpolate_gap(self, track_id: int, box: Box) -> None:
         """Replace the predictions made during a gap, still in the buffer, by a straight path to `box`."""
         gap_frames = []
         anchor = None
@@ -244,9 +244,9 @@ class FaceTracker(Generic[Payload]):
             earlier.faces[track_id] = TrackedFace(track_id, Face(_union(path, guess.box), guess.score, None), False)
 
 
-def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+def _centre(box: Box) -> tuple[float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
-def _union(first: tuple[float, float, float, float], second: tuple[float, float, float, float]) -> tuple:
+def _union(first: Box, second: Box) -> tuple:
     return (min(first[0], second[0]), min(first[1], second[1]), max(first[2], second[2]), max(first[3], second[3]))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from anoncli.detectors.retinaface import anchors_for
+from anoncli.detectors.retinaface_anchors import anchors_for
 from anoncli.detectors.retinaface_net import RetinaFaceNet
 from anoncli.faces import cut_square
 from anoncli.generative.geometry import build_input, erase_ellipse

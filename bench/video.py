@@ -20,7 +20,7 @@ from pathlib import Path
 import ffmpeg
 import imageio_ffmpeg
 
-from anoncli.video_io import probe_video
+from anoncli.io.video import probe_video
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "facenet_pytorch_examples_video.mp4"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from anoncli.attributes import Attributes
-from anoncli.cli import app
+from anoncli.cli.main import app
 from anoncli.detectors import create_detector
 from anoncli.faces import Face
 from anoncli.training.dataset import held_out_labelled
@@ -24,9 +25,19 @@ ANNOTATED = SHARED_DATA / "group_photos" / "annotated"
 UTKFACE = SHARED_DATA / "utkface"
 
 
+@functools.cache
+def _shared_detector():
+    return create_detector("retinaface", device="cpu")
+
+
 @pytest.fixture(scope="session")
 def detector():
-    return create_detector("retinaface", device="cpu")
+    return _shared_detector()
+
+
+def detector_faces(image: np.ndarray) -> list[Face]:
+    """RetinaFace's faces in an RGB image (float or uint8)."""
+    return _shared_detector().detect(np.asarray(image).astype(np.uint8))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from anoncli.faces import Face, box_iou
-from anoncli.images import IMAGE_EXTENSIONS
+from anoncli.io.images import IMAGE_EXTENSIONS
 from conftest import ANNOTATED, SAMPLE_DATA, assert_anonymized, load_rgb, read_report
 
 EXIF_MAKE, EXIF_GPS_IFD, EXIF_GPS_LATITUDE = 0x010F, 0x8825, 2

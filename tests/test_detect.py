@@ -102,7 +102,7 @@ def test_unknown_detector_is_a_usage_error(cli):
 
 def test_searching_near_expected_faces_finds_what_the_full_search_finds():
     """Video's cheap search between full ones: told where the faces were, it finds them all again."""
-    from anoncli.video_io import decode_frames
+    from anoncli.io.video import decode_frames
 
     frame = next(decode_frames(SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4")).upright_rgb(0)
     detector = create_detector("retinaface", max_upscale=1.0, global_side=640)

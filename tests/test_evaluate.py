@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anoncli.evaluation import FaceRecord, strangers_reference
+from anoncli.evaluation.faces import FaceRecord, strangers_reference
 from anoncli.metrics.identity import FaceEmbedder
 from conftest import SAMPLE_DATA, SHARED_DATA
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from anoncli.anonymizers import METHODS, Anonymizer, FaceCrop, anonymize_fail_closed, create_method
+from anoncli.anonymizers import METHODS, FaceCrop, Method, anonymize_fail_closed, create_method
 from anoncli.faces import Face
 from anoncli.frames import face_crop
 from anoncli.paste import Compositor
@@ -52,14 +52,14 @@ def test_blur_and_pixelate_strength_grows_with_face_size(astronaut, detector):
         assert 0.4 < detail[0] / detail[1] < 2.5, (name, detail)
 
 
-class Broken(Anonymizer):
+class Broken(Method):
     name = "broken"
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
         raise RuntimeError("out of memory")
 
 
-class Lazy(Anonymizer):
+class Lazy(Method):
     name = "lazy"
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:

@@ -55,3 +55,30 @@ def test_deepprivacy_runs_from_an_installed_wheel(wheel: Path, tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert str(target) in result.stderr.splitlines()[0]  # the wheel's copy, not the repository's
     assert (tmp_path / "out" / photo.name).exists()
+
+
+def test_the_python_api_runs_from_an_installed_wheel(wheel: Path, tmp_path: Path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+    )
+    script = (
+        "import sys, numpy as np, anoncli; from PIL import Image; "
+        "image = np.asarray(Image.open(sys.argv[1]).convert('RGB')); "
+        "faces = anoncli.detect_faces(image); "
+        "out = anoncli.anonymize_image(image, method='deepprivacy', seed=0, preserve=('age', 'gender')); "
+        "outs = anoncli.Anonymizer(method='blur', device='auto').batch([image, image]); "
+        "print(len(faces), out.shape == image.shape, len(outs), anoncli.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(SAMPLE_DATA / "astronaut.jpg")],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    count, same_shape, batch, location = result.stdout.split()
+    assert (count, same_shape, batch) == ("1", "True", "2")
+    assert location.startswith(str(target)), "the wheel's copy, not the repository's"

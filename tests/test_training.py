@@ -22,7 +22,7 @@ from anoncli.generative.geometry import erase_ellipse, prepare_input
 from anoncli.generative.networks import Generator
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import WEIGHTS_DIR, load_checked, load_generator, read_manifest
-from anoncli.images import LUMA_WEIGHTS
+from anoncli.io.images import LUMA_WEIGHTS
 from anoncli.training.deepprivacy import (
     PHOTO_BOX_ASPECT,
     PHOTO_BOX_RISE,

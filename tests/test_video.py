@@ -12,11 +12,11 @@ import pytest
 from clips import face_box, render_clip, upright_frame
 
 from anoncli.anonymizers.baselines import Pixelate
-from anoncli.cli import VIDEO_MAX_UPSCALE
+from anoncli.api import face_finder
 from anoncli.detectors import create_detector
-from anoncli.sources import Task
-from anoncli.video_engine import VideoSettings, anonymize_video, frame_finder
-from anoncli.video_io import decode_frames, probe_video
+from anoncli.io.sources import Task
+from anoncli.io.video import decode_frames, probe_video
+from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_video
 from conftest import SHARED_DATA, face_core, read_report
 
 REAL_CLIP = SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4"
@@ -88,7 +88,7 @@ def test_rotated_portrait_clip_without_audio(clips, tmp_path, cli):
 def test_frames_the_detector_misses_are_still_covered(clips, tmp_path, cli):
     source = clips / "detector_misses.mp4"
     smeared = upright_frame(21, 480, 320, np.random.default_rng(0), smeared=True)
-    video_detector = create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE)
+    video_detector = create_detector("retinaface", **VIDEO_DETECTOR_OPTIONS)
     assert video_detector.detect(smeared) == [], "precondition: the detector misses the smeared face"
     for every in ("1", "3"):
         out = tmp_path / every
@@ -188,7 +188,7 @@ def test_identity_lock_gives_each_track_one_seed(clips, tmp_path, lock):
     source = clips / "ntsc_with_audio.mp4"
     method = SeedRecorder()
     settings = VideoSettings(identity_lock=lock)
-    find = frame_finder(create_detector("retinaface", max_upscale=VIDEO_MAX_UPSCALE))
+    find = face_finder("retinaface", device="cpu", video=True)
     result = anonymize_video(Task(source, tmp_path / "out.mp4", "clip", "clip.mp4"), find, method, settings)
     assert result.status == "ok" and result.video["tracks"] == 1
     assert len(method.seeds) == 45

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from anoncli.anonymizers.base import Anonymizer, FaceCrop, Replacement, anonymize_fail_closed
+from anoncli.anonymizers.base import FaceCrop, Method, Replacement, anonymize_fail_closed
 from anoncli.anonymizers.baselines import Blur, Mask, Pixelate
 from anoncli.registry import Registry
 
-METHODS: Registry[Anonymizer] = Registry("method")
+METHODS: Registry[Method] = Registry("method")
 METHODS.register("blur")(lambda device="cpu": Blur())
 METHODS.register("pixelate")(lambda device="cpu": Pixelate())
 METHODS.register("mask")(lambda device="cpu": Mask())
 
 
 @METHODS.register("deepprivacy")
-def _deepprivacy(device: str = "cpu") -> Anonymizer:
+def _deepprivacy(device: str = "cpu") -> Method:
     # Imported here: torch costs a second to load, and the baselines do not need it.
     from anoncli.anonymizers.deepprivacy import DeepPrivacy
 
@@ -28,7 +28,7 @@ def create_method(
     device: str = "cpu",
     preserve: tuple[str, ...] = (),
     skin_tone: tuple[int, int, int] | None = None,
-) -> Anonymizer:
+) -> Method:
     """The method `name`; ValueError when it cannot keep the attributes in `preserve` or draw `skin_tone`."""
     method = METHODS.create(name, device=device)
     unsupported = [attribute for attribute in preserve if attribute not in method.supported_attributes]
@@ -45,8 +45,8 @@ def create_method(
 __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
-    "Anonymizer",
     "FaceCrop",
+    "Method",
     "Replacement",
     "anonymize_fail_closed",
     "create_method",

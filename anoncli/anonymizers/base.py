@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anoncli.attributes.base import UNKNOWN, Attributes
+from anoncli.faces import Box, face_size
 
 # Inside this mask level the face must be covered; the fail-closed checks look only there.
 CORE_MASK_LEVEL = 0.99
@@ -26,17 +27,17 @@ class FaceCrop:
 
     pixels: np.ndarray  # (h, w, 3) uint8 RGB, context included
     mask: np.ndarray  # (h, w) float32; 1 where the face must be replaced
-    box: tuple[float, float, float, float]  # the face box, x1, y1, x2, y2
+    box: Box  # the face box, x1, y1, x2, y2
     landmarks: np.ndarray | None  # (5, 2) or None
     seed: int  # same seed → same result; a video track keeps one seed per person
     attributes: Attributes = UNKNOWN  # what the new face should keep (`--preserve`), estimated on the original
 
     @property
     def face_size(self) -> float:
-        return max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0)
+        return face_size(self.box)
 
 
-class Anonymizer(ABC):
+class Method(ABC):
     """Turns face crops into replacement crops of the same shape."""
 
     name: str = "anonymizer"
@@ -68,7 +69,7 @@ class Replacement:
     fallback_reason: str | None = None  # set when the method failed and a solid mask was used instead
 
 
-def anonymize_fail_closed(method: Anonymizer, faces: Sequence[FaceCrop]) -> list[Replacement]:
+def anonymize_fail_closed(method: Method, faces: Sequence[FaceCrop]) -> list[Replacement]:
     """Run `method`; any face it errs on, returns malformed or leaves unchanged gets a solid fill instead.
 
     When a batch fails, its faces are retried one by one, so one bad face does not cost the others.

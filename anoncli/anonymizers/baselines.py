@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from anoncli.anonymizers.base import Anonymizer, FaceCrop, solid_fill
+from anoncli.anonymizers.base import FaceCrop, Method, solid_fill
 
 # Gaussian sigma as a fraction of face size: about three blurred "cycles" remain across a face.
 BLUR_SIGMA_PER_FACE = 1 / 8
@@ -21,7 +21,7 @@ MAX_WORKING_SIGMA = 4.0
 PIXEL_BLOCKS_PER_FACE = 8
 
 
-class Blur(Anonymizer):
+class Blur(Method):
     name = "blur"
     context = 1.6  # room for the blur kernel around the mask
 
@@ -42,7 +42,7 @@ class Blur(Anonymizer):
         return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-class Pixelate(Anonymizer):
+class Pixelate(Method):
     name = "pixelate"
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
@@ -60,7 +60,7 @@ class Pixelate(Anonymizer):
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-class Mask(Anonymizer):
+class Mask(Method):
     name = "mask"
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:

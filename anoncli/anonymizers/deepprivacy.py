@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 import torch
 
-from anoncli.anonymizers.base import CORE_MASK_LEVEL, Anonymizer, FaceCrop
+from anoncli.anonymizers.base import CORE_MASK_LEVEL, FaceCrop, Method
 from anoncli.faces import Square, face_size
 from anoncli.generative.geometry import CONTEXT, build_input, erase_ellipse
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.skin import skin_sample
 from anoncli.generative.weights import WEIGHTS_DIR, load_generator, read_manifest
-from anoncli.images import LUMA_WEIGHTS
+from anoncli.io.images import LUMA_WEIGHTS
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "deepprivacy64.pt"
 # The same generator grown to 128² (progressive), for faces whose square would otherwise be enlarged a lot.
@@ -207,7 +207,7 @@ def _growth(missing: float, at_start: bool, at_end: bool) -> tuple[int, int]:
     return share * at_start, share * at_end
 
 
-class DeepPrivacy(Anonymizer):
+class DeepPrivacy(Method):
     name = "deepprivacy"
     context = CONTEXT
     # The erased region is the mask's core: a little beyond the face box, as in training.

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from anoncli.attributes.base import AGE_GROUPS, ATTRIBUTE_SIZE, GENDERS, AttributeEstimator, Attributes
-from anoncli.faces import Face, centred_square, cut_square, face_size
+from anoncli.faces import Box, Face, centred_square, cut_square, face_size
 from anoncli.generative.geometry import CONTEXT
 from anoncli.generative.weights import WEIGHTS_DIR, load_checked
 
@@ -89,7 +89,7 @@ def attribute_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float | 
     return total
 
 
-def face_square(image: np.ndarray, box: tuple[float, float, float, float], resolution: int) -> np.ndarray:
+def face_square(image: np.ndarray, box: Box, resolution: int) -> np.ndarray:
     """The generator's square around a face (zeros off the image), at `resolution`, uint8 RGB."""
     pixels, _ = cut_square(image, centred_square(box, CONTEXT * face_size(box)))
     return cv2.resize(pixels, (resolution, resolution), interpolation=cv2.INTER_AREA)

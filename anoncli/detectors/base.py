@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from anoncli.faces import Face, box_area, box_intersection, box_iou, centred_square, cut_square
+from anoncli.faces import Box, Face, box_area, box_intersection, box_iou, centred_square, cut_square, face_size
 
 # The whole-image pass sees at most this many pixels on the long side.
 GLOBAL_SIDE = 1024
@@ -96,9 +96,7 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: fl
     return np.array(keep, dtype=np.int64)
 
 
-def not_cut_by_crop(
-    boxes: np.ndarray, crop: tuple[float, float, float, float], width: float, height: float
-) -> np.ndarray:
+def not_cut_by_crop(boxes: np.ndarray, crop: Box, width: float, height: float) -> np.ndarray:
     """Mask of boxes, in the coordinates of the crop (x1, y1, x2, y2) of an image width × height, that no
     inner edge of the crop cuts; an edge on the image's own border cuts nothing."""
     x1, y1, x2, y2 = crop
@@ -108,10 +106,6 @@ def not_cut_by_crop(
     cut_right = (boxes[:, 2] > x2 - x1 - margin) & (x2 < width)
     cut_bottom = (boxes[:, 3] > y2 - y1 - margin) & (y2 < height)
     return ~(cut_left | cut_top | cut_right | cut_bottom)
-
-
-def face_side(box: tuple[float, float, float, float]) -> float:
-    return max(box[2] - box[0], box[3] - box[1])
 
 
 def not_inside_another(boxes: np.ndarray) -> np.ndarray:
@@ -180,7 +174,7 @@ class Detector(ABC):
         merged = self._merged(passes)
         return self._faces(merged.select(self._confirmed(image, merged)), width, height)
 
-    def detect_near(self, image: np.ndarray, expected: list[tuple[float, float, float, float]]) -> list[Face]:
+    def detect_near(self, image: np.ndarray, expected: list[Box]) -> list[Face]:
         """Faces of one image when the caller knows roughly where they are (a video's tracks): the whole-image
         pass, plus the fine pass only in squares around the expected faces too small for the whole-image pass.
         New small faces elsewhere are left to the next full `detect`."""
@@ -189,7 +183,7 @@ class Detector(ABC):
         fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
         passes = [self._global_pass(image, global_scale)]
         if fine_scale > global_scale * 1.4:
-            small = [box for box in expected if face_side(box) * global_scale < GLOBAL_SEEN_FACE]
+            small = [box for box in expected if face_size(box) * global_scale < GLOBAL_SEEN_FACE]
             squares = [self._near_square(box, width, height) for box in small]
             if sum(self._padded_side(square, fine_scale) ** 2 for square in squares) > NEAR_MAX_SHARE * (
                 fine_scale**2 * width * height
@@ -230,9 +224,9 @@ class Detector(ABC):
         return RawDetections.concat(found)
 
     @staticmethod
-    def _near_square(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
+    def _near_square(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
         x1, y1, x2, y2 = box
-        half = max(NEAR_CONTEXT * max(x2 - x1, y2 - y1), NEAR_MIN_SIDE) / 2
+        half = max(NEAR_CONTEXT * face_size(box), NEAR_MIN_SIDE) / 2
         centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
         left, top = max(int(centre_x - half), 0), max(int(centre_y - half), 0)
         right, bottom = min(int(centre_x + half), width), min(int(centre_y + half), height)

@@ -17,7 +17,7 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn import functional as F
 
-from anoncli.detectors.retinaface import BGR_MEAN
+from anoncli.detectors.retinaface_anchors import BGR_MEAN
 
 _Operator = Callable[[list, dict], torch.Tensor]
 
@@ -150,7 +150,7 @@ class OnnxGraph(nn.Module):
 
 class RetinaFaceNet(nn.Module):
     """RetinaFace on RGB images in [-1, 1] (N, 3, H, W); returns box offsets (N, A, 4), face probability
-    (N, A) and landmark offsets (N, A, 10) over the anchors of `retinaface.anchors_for(H, W)`."""
+    (N, A) and landmark offsets (N, A, 10) over the anchors of `retinaface_anchors.anchors_for(H, W)`."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from anoncli.faces import Square, centred_square, cut_square, face_size
+from anoncli.faces import Box, Square, centred_square, cut_square, ellipse_distance_squared, face_size
 
 # The network's input square, as a multiple of the face box's larger side.
 CONTEXT = 1.5
@@ -27,7 +27,7 @@ FRAMING = {"context": CONTEXT, "window": WINDOW}
 KEYPOINT_SIGMA = 1.5  # in output pixels at 64², scaled with the resolution (the same share of the face)
 
 
-def reach(erase: np.ndarray, box: tuple[float, float, float, float]) -> float:
+def reach(erase: np.ndarray, box: Box) -> float:
     """How far (Chebyshev, in pixels) the erased region extends from the box centre."""
     ys, xs = np.nonzero(erase)
     if not len(xs):
@@ -36,14 +36,9 @@ def reach(erase: np.ndarray, box: tuple[float, float, float, float]) -> float:
     return float(max(np.abs(xs + 0.5 - centre_x).max(), np.abs(ys + 0.5 - centre_y).max()))
 
 
-def erase_ellipse(shape: tuple[int, int], box: tuple[float, float, float, float], scale: float) -> np.ndarray:
+def erase_ellipse(shape: tuple[int, int], box: Box, scale: float) -> np.ndarray:
     """Boolean (h, w) map of the face ellipse: the face box's proportions times `scale`, as the paste mask."""
-    x1, y1, x2, y2 = box
-    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-    radius_x, radius_y = max(x2 - x1, 1e-3) / 2 * scale, max(y2 - y1, 1e-3) / 2 * scale
-    ys = (np.arange(shape[0], dtype=np.float32) + 0.5 - centre_y) / radius_y
-    xs = (np.arange(shape[1], dtype=np.float32) + 0.5 - centre_x) / radius_x
-    return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+    return ellipse_distance_squared(box, scale, 0, 0, shape[1], shape[0]) <= 1.0
 
 
 @dataclass
@@ -60,7 +55,7 @@ def build_input(
     image: np.ndarray,
     valid: np.ndarray,
     erase: np.ndarray,
-    box: tuple[float, float, float, float],
+    box: Box,
     landmarks: np.ndarray | None,
     resolution: int,
 ) -> tuple[GeneratorInput, Square, Square]:

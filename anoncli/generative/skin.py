@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from anoncli.images import LUMA_WEIGHTS
+from anoncli.io.images import LUMA_WEIGHTS
 
 # Eyes, brows, nostrils and mouth are darker than skin, highlights brighter: leave them out of the sample.
 DARK_SHARE, BRIGHT_SHARE = 0.15, 0.02

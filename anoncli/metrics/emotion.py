@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anoncli.faces import padded_crop
+from anoncli.faces import Box, padded_crop
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 INPUT_SIDE = 64
@@ -36,7 +36,7 @@ class EmotionClassifier:
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
 
-    def probabilities(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    def probabilities(self, image: np.ndarray, box: Box) -> np.ndarray:
         """(7,) probabilities for the face in `box` of an RGB uint8 image."""
         crop = padded_crop(image, box, MARGIN)
         if crop is None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from anoncli.faces import Box
+
 SAME_PERSON_DISTANCE = 0.6
 
 
@@ -32,7 +34,7 @@ class FaceEmbedder:
         self._landmarks = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
         self._network = dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat"))
 
-    def embed(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    def embed(self, image: np.ndarray, box: Box) -> np.ndarray:
         rectangle = self._dlib.rectangle(*(round(v) for v in box))
         shape = self._landmarks(np.ascontiguousarray(image), rectangle)
         return np.asarray(self._network.compute_face_descriptor(np.ascontiguousarray(image), shape))

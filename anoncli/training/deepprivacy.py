@@ -35,12 +35,12 @@ from torch.nn import functional as F
 from anoncli.attributes import AGE_GROUPS, GENDERS
 from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from anoncli.attributes.classifier import attribute_cross_entropy, attribute_loss, load_classifier
-from anoncli.faces import cut_square
+from anoncli.faces import Box, cut_square
 from anoncli.generative.geometry import FRAMING, build_input, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
-from anoncli.images import LUMA_WEIGHTS
+from anoncli.io.images import LUMA_WEIGHTS
 from anoncli.training.dataset import FaceDataset
 from anoncli.training.projected import ProjectedDiscriminator, augment, projected_loss
 from anoncli.training.widening import widen_generator_state
@@ -105,7 +105,7 @@ class TrainState:
     wall_seconds: float = 0.0
 
 
-def photo_box(landmarks: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float, float]:
+def photo_box(landmarks: np.ndarray, rng: np.random.Generator) -> Box:
     """A face box around `landmarks` as RetinaFace draws it on a whole photo (see PHOTO_BOX_*)."""
     eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:5].mean(axis=0)
     feature_size = max(np.linalg.norm(landmarks[0] - landmarks[1]), np.linalg.norm(eyes - mouth))

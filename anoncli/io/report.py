@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from anoncli import __version__
-from anoncli.images import write_atomically
+from anoncli.io.sink import write_atomically
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 

@@ -13,26 +13,23 @@ frames before it are covered too.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from anoncli.anonymizers import Anonymizer
+from anoncli.anonymizers import Method
 from anoncli.attributes import Describer, TrackVotes
-from anoncli.detectors import Detector
-from anoncli.engine import batched, face_seed
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
-from anoncli.report import FAILED, OK, FileResult
-from anoncli.sources import Task
-from anoncli.tracking import FaceTracker, TrackedFace, TrackedFrame, track_seed
-from anoncli.video_io import (
+from anoncli.io.report import FAILED, OK, SKIPPED, FileResult, Report
+from anoncli.io.sink import temporary_beside
+from anoncli.io.sources import Task
+from anoncli.io.video import (
     DecodedFrame,
     EncoderSettings,
     VideoInfo,
@@ -41,16 +38,25 @@ from anoncli.video_io import (
     decode_frames,
     probe_video,
 )
+from anoncli.pipeline.finder import FaceFinder
+from anoncli.pipeline.images import batched, face_seed
+from anoncli.tracking import FaceTracker, TrackedFace, TrackedFrame, track_seed
 
-# (RGB frame, boxes where the tracks expect faces, or None for a full search) → faces.
-VideoFaceFinder = Callable[[np.ndarray, list[tuple[float, float, float, float]] | None], list[Face]]
-
-
-def frame_finder(detector: Detector) -> VideoFaceFinder:
-    return lambda image, expected: detector.detect(image) if expected is None else detector.detect_near(image, expected)
+# Video detectors skip the upscaled pass (tracking across frames makes up for a single miss) and need the
+# whole-frame pass only for faces too large for the native one.
+VIDEO_DETECTOR_OPTIONS = {"max_upscale": 1.0, "global_side": 640}
 
 
 CONFIRMED_DETECTIONS = 3
+
+
+@dataclass
+class Frame:
+    """What a tracked video frame carries: the decoded frame (to re-encode untouched when it has no face) and
+    its upright RGB pixels."""
+
+    decoded: DecodedFrame
+    rgb: np.ndarray
 
 
 @dataclass
@@ -94,15 +100,15 @@ def full_detection_every(info: VideoInfo, settings: VideoSettings, lookahead: in
 def track_video(
     source: Path,
     info: VideoInfo,
-    find_faces: VideoFaceFinder,
+    finder: FaceFinder,
     settings: VideoSettings,
     on_tracked: Callable[[TrackedFrame], None] = lambda frame: None,
-) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
+) -> Iterator[TrackedFrame[Frame]]:
     """Every frame, in order, with its decoded frame and upright RGB as payload and its tracked faces.
 
     `on_tracked` sees each frame as soon as its faces are linked to tracks, a lookahead before it is yielded.
     """
-    tracker: FaceTracker[tuple[DecodedFrame, np.ndarray]] = tracker_for(info, settings)
+    tracker: FaceTracker[Frame] = tracker_for(info, settings)
     full_every = full_detection_every(info, settings, tracker.lookahead)
     detections = 0
     for decoded in decode_frames(source):
@@ -110,9 +116,9 @@ def track_video(
         faces = None
         if decoded.index % settings.detect_every == 0:
             expected = None if detections % full_every == 0 else tracker.expected_boxes()
-            faces = find_faces(rgb, expected)
+            faces = finder.find(rgb, source, decoded.index, expected)
             detections += 1
-        ready = tracker.push((decoded, rgb), faces)
+        ready = tracker.push(Frame(decoded, rgb), faces)
         on_tracked(tracker.newest)
         yield from ready
     yield from tracker.flush()
@@ -125,9 +131,8 @@ def vote_attributes(describe: Describer, votes: TrackVotes) -> Callable[[Tracked
         detected = [entry for entry in tracked.faces.values() if entry.detected]
         if not detected:
             return
-        _, rgb = tracked.payload
         try:
-            estimates = describe(rgb, [entry.face for entry in detected])
+            estimates = describe(tracked.payload.rgb, [entry.face for entry in detected])
         except Exception:  # no vote from this frame; the faces are anonymized all the same
             return
         for entry, estimate in zip(detected, estimates):
@@ -138,20 +143,45 @@ def vote_attributes(describe: Describer, votes: TrackVotes) -> Callable[[Tracked
 
 def replay_tracks(
     source: Path, info: VideoInfo, tracks: dict[int, list[tuple[int, Face, bool]]]
-) -> Iterator[TrackedFrame[tuple[DecodedFrame, np.ndarray]]]:
+) -> Iterator[TrackedFrame[Frame]]:
     """Like `track_video`, with the faces taken from a tracks file; a frame the file lacks is an error,
     since passing it through could expose a face."""
     for decoded in decode_frames(source):
         if decoded.index not in tracks:
             raise VideoReadError(f"the tracks file has no record for frame {decoded.index}")
         faces = {tid: TrackedFace(tid, face, detected) for tid, face, detected in tracks[decoded.index]}
-        yield TrackedFrame(decoded.index, (decoded, decoded.upright_rgb(info.rotation)), faces)
+        yield TrackedFrame(decoded.index, Frame(decoded, decoded.upright_rgb(info.rotation)), faces)
+
+
+def anonymize_videos(
+    tasks: Iterable[Task],
+    finder: FaceFinder,
+    method: Method,
+    settings: VideoSettings,
+    report: Report,
+    on_result: Callable[[FileResult], None] = lambda result: None,
+    on_start: Callable[[Task], Callable[[int, int], None]] = lambda task: lambda done, total: None,
+    tracks: dict[int, list[tuple[int, Face, bool]]] | None = None,
+    describe: Describer | None = None,
+) -> Report:
+    """Anonymize each task's video in turn (skipping finished outputs unless `settings.overwrite`); results
+    land in `report`. `on_start(task)` gives the progress callback for that video."""
+    started = time.perf_counter()
+    for task in tasks:
+        if skip := task.reason_to_skip(settings.overwrite):
+            result = FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
+        else:
+            result = anonymize_video(task, finder, method, settings, on_start(task), tracks, describe)
+        report.files.append(result)
+        on_result(result)
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def anonymize_video(
     task: Task,
-    find_faces: VideoFaceFinder,
-    method: Anonymizer,
+    finder: FaceFinder,
+    method: Method,
     settings: VideoSettings,
     on_frame: Callable[[int, int], None] = lambda done, total: None,
     tracks: dict[int, list[tuple[int, Face, bool]]] | None = None,
@@ -167,12 +197,7 @@ def anonymize_video(
         info = probe_video(task.source)
     except VideoReadError as error:
         return FileResult(task.label, FAILED, str(task.output), error=str(error))
-    task.output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{task.output.name}.", suffix=".anoncli-tmp", dir=task.output.parent
-    )
-    os.close(handle)
-    temporary = Path(temporary_name)
+    temporary = temporary_beside(task.output)
     stats = VideoStats()
     writer = None
     encoder = ThreadPoolExecutor(1)  # encoding overlaps with detecting and anonymizing the next frames
@@ -184,7 +209,7 @@ def anonymize_video(
         if tracks is not None:
             frames = _observed(replay_tracks(task.source, info, tracks), observe)
         else:
-            frames = track_video(task.source, info, find_faces, settings, observe)
+            frames = track_video(task.source, info, finder, settings, observe)
         for batch in batched(frames, settings.batch_size):
             writes = _anonymize_batch(batch, task.relative, method, settings, info, writer, stats, votes)
             if in_flight is not None:
@@ -242,7 +267,7 @@ def _observed(frames: Iterator[TrackedFrame], observe: Callable[[TrackedFrame], 
 def _anonymize_batch(
     batch: list[TrackedFrame],
     name: str,
-    method: Anonymizer,
+    method: Method,
     settings: VideoSettings,
     info: VideoInfo,
     writer: VideoWriter,
@@ -252,7 +277,7 @@ def _anonymize_batch(
     """Anonymize the faces of a batch of frames; return the encoder calls that write them, in order."""
     jobs = []
     for tracked in batch:
-        _, rgb = tracked.payload
+        rgb = tracked.payload.rgb
         entries = list(tracked.faces.values())
         if settings.identity_lock:
             seeds = [track_seed(name, entry.track_id) for entry in entries]
@@ -266,7 +291,7 @@ def _anonymize_batch(
         stats.detections_per_track.update(entry.track_id for entry in entries if entry.detected)
     writes: list[tuple[Callable, tuple]] = []
     for tracked, job, result in zip(batch, jobs, anonymize_frames(jobs, method, settings.mask_scale)):
-        decoded, _ = tracked.payload
+        decoded = tracked.payload.decoded
         stats.fallback_faces += len(result.fallbacks)
         if job.faces:
             writes.append((writer.write_rgb, (result.frame, decoded.pts, info.rotation)))

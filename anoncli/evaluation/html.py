@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from anoncli.evaluation import Evaluation
+from anoncli.evaluation.faces import Evaluation
 
 SHEET_FACES = 12
 WORST_FACES = 6

@@ -8,15 +8,19 @@ detectors and methods only ever see an RGB uint8 view (`rgb8`); `from_rgb8` maps
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, JpegImagePlugin
+
+from anoncli.io.sources import is_stream
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 DEFAULT_MAX_MEGAPIXELS = 150.0
@@ -26,9 +30,6 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 EXIF_ORIENTATION = 0x0112
 EXIF_GPS_IFD = 0x8825
 EXIF_SUB_IFD = 0x8769
-
-# PIL decompression-bomb checks are replaced by our own limit, which names the flag that lifts it.
-Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageReadError(Exception):
@@ -74,21 +75,29 @@ def from_rgb8(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def read_picture(path: Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, keep_metadata: bool = False) -> Picture:
-    """Decode an image file, upright, or raise ImageReadError with a message fit for a user."""
+    """Decode an image file (`-`: standard input), upright, or raise ImageReadError with a message fit for a
+    user."""
     try:
-        size = path.stat().st_size
+        data = sys.stdin.buffer.read() if is_stream(path) else path.read_bytes()
     except OSError as error:
         raise ImageReadError(f"cannot read file: {error.strerror}") from None
-    if size == 0:
+    return decode_picture(data, max_megapixels, keep_metadata)
+
+
+def decode_picture(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, keep_metadata: bool = False) -> Picture:
+    """Decode an image file's bytes, upright, or raise ImageReadError."""
+    if not data:
         raise ImageReadError("empty file (0 bytes)")
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ImageReadError(f"cannot read file: {error.strerror}") from None
-    try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            # Our own limit (`_check_size`, which names the flag that lifts it) replaces PIL's warning and
+            # error; PIL's process-wide setting is left as the caller set it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                image = Image.open(io.BytesIO(data))
+            except Image.DecompressionBombError:
+                with _pil_limit_lifted():
+                    image = Image.open(io.BytesIO(data))
             _check_size(image, max_megapixels)
             if _is_deep_colour(image):
                 return _read_deep_colour(data, image, keep_metadata)
@@ -99,6 +108,20 @@ def read_picture(path: Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, kee
         raise ImageReadError("not an image, or an image format anoncli cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError(f"corrupt or truncated image ({error})") from None
+
+
+_pil_limit_lock = threading.Lock()
+
+
+@contextmanager
+def _pil_limit_lifted() -> Iterator[None]:
+    """PIL's decompression-bomb error off while one image opens; `_check_size` applies our own limit."""
+    with _pil_limit_lock:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_size(image: Image.Image, max_megapixels: float) -> None:
@@ -255,16 +278,3 @@ def encode_picture(picture: Picture, frames: list[np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     images[0].save(buffer, format=picture.format, **options)
     return buffer.getvalue()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".anoncli-tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

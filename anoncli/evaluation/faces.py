@@ -23,8 +23,17 @@ import numpy as np
 
 from anoncli.attributes import AttributeEstimator, Attributes
 from anoncli.detectors import Detector
-from anoncli.faces import Face, box_iou, centred_square, cut_square, face_size
-from anoncli.images import read_picture, rgb8
+from anoncli.faces import (
+    Box,
+    Face,
+    box_iou,
+    centred_square,
+    cut_square,
+    ellipse_distance_squared,
+    ellipse_radii,
+    face_size,
+)
+from anoncli.io.images import read_picture, rgb8
 from anoncli.metrics.emotion import EmotionClassifier
 from anoncli.metrics.frechet import frechet_distance
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
@@ -54,7 +63,7 @@ STRANGER_SPLITS = 50
 @dataclass
 class FaceRecord:
     path: str
-    box: tuple[float, float, float, float]
+    box: Box
     changed: float  # mean |Δ| in the face core
     still_detected: bool  # by the second detector, at IoU ≥ 0.4
     seen_before: bool  # whether the second detector finds this face in the original at all
@@ -425,15 +434,11 @@ def face_core(face: Face) -> tuple[slice, slice]:
 
 def _seam_ring(face: Face, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray]:
     """The crop around a face and, over it, the SEAM_RING ellipse band."""
-    x1, y1, x2, y2 = face.box
-    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-    radius_x, radius_y = max(x2 - x1, 1.0) / 2, max(y2 - y1, 1.0) / 2
+    centre_x, centre_y, radius_x, radius_y = ellipse_radii(face.box)
     outer = SEAM_RING[1]
     top, bottom = max(0, int(centre_y - outer * radius_y)), min(shape[0], int(np.ceil(centre_y + outer * radius_y)))
     left, right = max(0, int(centre_x - outer * radius_x)), min(shape[1], int(np.ceil(centre_x + outer * radius_x)))
-    ys = (np.arange(top, bottom, dtype=np.float32) + 0.5 - centre_y) / radius_y
-    xs = (np.arange(left, right, dtype=np.float32) + 0.5 - centre_x) / radius_x
-    distance = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
+    distance = np.sqrt(ellipse_distance_squared(face.box, 1.0, left, top, right, bottom))
     return (slice(top, bottom), slice(left, right)), (distance >= SEAM_RING[0]) & (distance <= outer)
 
 

@@ -16,16 +16,16 @@ from typing import TypeVar
 
 import numpy as np
 
-from anoncli.anonymizers import Anonymizer
+from anoncli.anonymizers import Method
 from anoncli.attributes import Attributes, Describer
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
-from anoncli.images import ImageReadError, Picture, encode_picture, read_picture, rgb8, write_atomically
-from anoncli.report import FAILED, OK, SKIPPED, FileResult, Report
-from anoncli.sources import Task
+from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, ImageReadError, Picture, encode_picture, read_picture, rgb8
+from anoncli.io.report import FAILED, OK, SKIPPED, FileResult, Report
+from anoncli.io.sink import write_atomically
+from anoncli.io.sources import Task
+from anoncli.pipeline.finder import FaceFinder
 
-# (task, frame index, RGB uint8 frame) → faces. A detector, or the user's own detections.
-FaceFinder = Callable[[Task, int, np.ndarray], list[Face]]
 MIN_FACE_SIDE = 2.0
 Item = TypeVar("Item")
 
@@ -36,7 +36,7 @@ class ImageSettings:
     batch_size: int = 8
     keep_metadata: bool = False
     overwrite: bool = False
-    max_megapixels: float = 150.0
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     read_threads: int = 2
     seed: int = 0  # another seed draws other fake faces from a generative method
 
@@ -48,18 +48,21 @@ class LoadedImage:
     task: Task
     picture: Picture | None = None
     error: str | None = None
-    faces: list[list[Face]] = field(default_factory=list)  # per frame
+    faces: list[list[Face]] | None = None  # per frame, once found
+    skipped: str | None = None  # why there is nothing to do
     attributes: list[list[Attributes]] = field(default_factory=list)  # per frame and face, with --preserve
 
 
 def _read(task: Task, settings: ImageSettings) -> LoadedImage:
+    if skip := task.reason_to_skip(settings.overwrite):
+        return LoadedImage(task, skipped=skip)  # nothing to do: not read
     try:
         return LoadedImage(task, read_picture(task.source, settings.max_megapixels, settings.keep_metadata))
     except ImageReadError as error:
         return LoadedImage(task, error=str(error))
 
 
-def _prefetched(pool: ThreadPoolExecutor, tasks: list[Task], settings: ImageSettings) -> Iterator[LoadedImage]:
+def _prefetched(pool: ThreadPoolExecutor, tasks: Iterable[Task], settings: ImageSettings) -> Iterator[LoadedImage]:
     """Decode ahead in the pool, at most a few batches, so memory stays bounded on large folders."""
     ahead = max(2 * settings.batch_size, 4)
     queue: deque[Future[LoadedImage]] = deque()
@@ -94,9 +97,9 @@ def face_seed(name: str, frame: int, index: int, seed: int = 0) -> int:
 
 
 def anonymize_images(
-    tasks: list[Task],
-    find_faces: FaceFinder,
-    method: Anonymizer,
+    tasks: Iterable[Task],
+    finder: FaceFinder,
+    method: Method,
     settings: ImageSettings,
     report: Report,
     on_result: Callable[[FileResult], None] = lambda result: None,
@@ -104,39 +107,48 @@ def anonymize_images(
 ) -> Report:
     """Anonymize every task's image into its output file; results land in `report` in task order.
 
-    With `describe`, each face's attributes are estimated on the original and handed to the method.
+    Tasks may be a stream (read as the pipeline goes). With `describe`, each face's attributes are estimated
+    on the original and handed to the method.
     """
     started = time.perf_counter()
-
-    def record(result: FileResult) -> None:
-        report.files.append(result)
-        on_result(result)
-
-    todo = []
-    for task in tasks:
-        if task.output is not None and task.output.exists() and not settings.overwrite:
-            record(FileResult(task.label, SKIPPED, str(task.output), notes=["output exists; --overwrite to redo"]))
-        else:
-            todo.append(task)
-
     with ThreadPoolExecutor(settings.read_threads) as readers, ThreadPoolExecutor(1) as writer:
         writes: deque[Future[FileResult]] = deque()
-        for batch in batched(_prefetched(readers, todo, settings), settings.batch_size):
-            for loaded in batch:
-                _find_all_faces(loaded, find_faces)
-                if describe is not None:
-                    _describe_all_faces(loaded, describe)
-            for loaded, frames, fallbacks in _anonymize_batch(batch, method, settings):
-                if loaded.error is not None:
+        for batch in batched(_prefetched(readers, tasks, settings), settings.batch_size):
+            for loaded, frames, fallbacks in anonymize_loaded(batch, finder, method, settings, describe):
+                if loaded.skipped is not None:
+                    result = FileResult(loaded.task.label, SKIPPED, str(loaded.task.output), notes=[loaded.skipped])
+                    writes.append(_done(result))
+                elif loaded.error is not None:
                     writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
                 else:
                     writes.append(writer.submit(_write, loaded, frames, fallbacks))
             while writes and writes[0].done():
-                record(writes.popleft().result())
+                _record(report, on_result, writes.popleft().result())
         while writes:
-            record(writes.popleft().result())
+            _record(report, on_result, writes.popleft().result())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _record(report: Report, on_result: Callable[[FileResult], None], result: FileResult) -> None:
+    report.files.append(result)
+    on_result(result)
+
+
+def anonymize_loaded(
+    batch: list[LoadedImage],
+    finder: FaceFinder,
+    method: Method,
+    settings: ImageSettings,
+    describe: Describer | None = None,
+) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
+    """Find (where not given), describe and anonymize the faces of a batch of decoded images: per image its
+    anonymized frames and how many faces fell back to a solid mask. Files and arrays go through here alike."""
+    for loaded in batch:
+        _find_all_faces(loaded, finder)
+        if describe is not None:
+            _describe_all_faces(loaded, describe)
+    yield from _anonymize_batch(batch, method, settings)
 
 
 def _done(result: FileResult) -> Future[FileResult]:
@@ -145,19 +157,20 @@ def _done(result: FileResult) -> Future[FileResult]:
     return future
 
 
-def _find_all_faces(loaded: LoadedImage, find_faces: FaceFinder) -> None:
-    if loaded.picture is None:
+def _find_all_faces(loaded: LoadedImage, finder: FaceFinder) -> None:
+    if loaded.picture is None or loaded.faces is not None:
         return
     try:
-        for index, frame in enumerate(loaded.picture.frames):
-            faces = find_faces(loaded.task, index, rgb8(frame))
-            loaded.faces.append([f for f in faces if f.width >= MIN_FACE_SIDE and f.height >= MIN_FACE_SIDE])
+        found = [
+            finder.find(rgb8(frame), loaded.task.source, index) for index, frame in enumerate(loaded.picture.frames)
+        ]
+        loaded.faces = [[f for f in faces if f.width >= MIN_FACE_SIDE and f.height >= MIN_FACE_SIDE] for faces in found]
     except Exception as error:  # a file whose faces cannot be found must not be written
         loaded.error = f"face detection failed: {error}"
 
 
 def _describe_all_faces(loaded: LoadedImage, describe: Describer) -> None:
-    if loaded.picture is None:
+    if loaded.picture is None or loaded.faces is None:
         return
     try:
         loaded.attributes = [describe(rgb8(frame), faces) for frame, faces in zip(loaded.picture.frames, loaded.faces)]
@@ -167,13 +180,13 @@ def _describe_all_faces(loaded: LoadedImage, describe: Describer) -> None:
 
 
 def _anonymize_batch(
-    batch: list[LoadedImage], method: Anonymizer, settings: ImageSettings
+    batch: list[LoadedImage], method: Method, settings: ImageSettings
 ) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
     """All faces of all images in the batch go through the method in one call, then back into copies."""
     jobs: list[FrameJob] = []
     owners: list[int] = []
     for image_index, loaded in enumerate(batch):
-        if loaded.error is not None:
+        if loaded.error is not None or loaded.picture is None:
             continue
         for frame_index, (frame, faces) in enumerate(zip(loaded.picture.frames, loaded.faces)):
             name = loaded.task.relative
@@ -203,9 +216,9 @@ def _write(loaded: LoadedImage, frames: list[np.ndarray], fallbacks: int) -> Fil
     return FileResult(task.label, OK, str(task.output), faces, len(frames), fallbacks, notes=notes)
 
 
-def detect_images(tasks: list[Task], find_faces: FaceFinder, settings: ImageSettings) -> Iterator[LoadedImage]:
+def detect_images(tasks: Iterable[Task], finder: FaceFinder, settings: ImageSettings) -> Iterator[LoadedImage]:
     """Decode and detect, yielding each image with its faces per frame (or its error), in task order."""
     with ThreadPoolExecutor(settings.read_threads) as readers:
         for loaded in _prefetched(readers, tasks, settings):
-            _find_all_faces(loaded, find_faces)
+            _find_all_faces(loaded, finder)
             yield loaded

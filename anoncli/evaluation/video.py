@@ -17,8 +17,8 @@ import numpy as np
 
 from anoncli.detectors import Detector
 from anoncli.faces import Face
+from anoncli.io.video import decode_frames, probe_video
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
-from anoncli.video_io import decode_frames, probe_video
 
 FLOW_SIDE = 480  # optical flow on frames at most this wide: flicker shows at any size, and flow is slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from anoncli.faces import LANDMARK_NAMES, Face
-from anoncli.sources import UsageError
+from anoncli.io.sources import UsageError
 
 CSV_COLUMNS = ["path", "frame", "width", "height", "x1", "y1", "x2", "y2", "score"] + [
     f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"
@@ -93,3 +93,25 @@ def load_tracks(path: Path) -> dict[int, list[tuple[int, Face, bool]]]:
         except (ValueError, KeyError, TypeError) as error:
             raise UsageError(f"{path}, line {number}: not a track record ({error})") from None
     return frames
+
+
+def track_record(frame: int, seconds: float | None, faces: Iterable[tuple[int, Face, bool]]) -> dict:
+    """One frame of `anoncli track`'s JSON lines, as `load_tracks` reads it back."""
+    return {
+        "frame": frame,
+        "time": None if seconds is None else round(seconds, 6),
+        "faces": [
+            {"track_id": track_id, "detected": detected, **face.to_json()}
+            for track_id, face, detected in sorted(faces, key=lambda entry: entry[0])
+        ],
+    }
+
+
+def mot_rows(frame: int, faces: Iterable[tuple[int, Face, bool]]) -> list[str]:
+    """One frame in MOTChallenge CSV (frame from 1, id, left, top, width, height, score; predicted boxes 0)."""
+    rows = []
+    for track_id, face, detected in sorted(faces, key=lambda entry: entry[0]):
+        x1, y1, x2, y2 = face.box
+        score = face.score if detected else 0
+        rows.append(f"{frame + 1},{track_id},{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},{score:.4f},-1,-1,-1\n")
+    return rows

@@ -1,0 +1,211 @@
+"""`anoncli detect` and `anoncli anonymize`: faces found in, and anonymized out of, image files."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from anoncli.api import Anonymizer, choose_method, face_finder
+from anoncli.attributes import DEFAULT_ESTIMATOR
+from anoncli.cli import options as o
+from anoncli.detectors import DEFAULT_DETECTOR
+from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
+from anoncli.io.records import csv_rows, csv_writer, image_record, write_jsonl
+from anoncli.io.report import FAILED, OK, FileResult, Report
+from anoncli.io.sources import UsageError, default_output, is_stream, iter_outputs, plan_inputs
+from anoncli.pipeline.images import ImageSettings, detect_images
+
+
+class OutputFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def detect(
+    inputs: o.InputsArgument = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="jsonl: one record per image; csv: one row per face.")
+    ] = OutputFormat.jsonl,
+    files_from: o.FilesFromOption = None,
+    null: o.NullOption = False,
+    detector: o.DetectorOption = DEFAULT_DETECTOR,
+    threshold: o.ThresholdOption = None,
+    device: o.DeviceOption = "auto",
+    max_megapixels: o.MegapixelOption = DEFAULT_MAX_MEGAPIXELS,
+    quiet: o.QuietOption = False,
+) -> None:
+    """Find faces and write their boxes, scores and 5 landmarks.
+
+    JSON lines: {"path", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score", "landmarks": [[x, y] x5]}]},
+    in the upright image (EXIF orientation applied). Animated images get one record per frame with "frame".
+    The output can be fed back with `anoncli anonymize --detections`.
+
+    Examples:
+
+        anoncli detect photos/ > faces.jsonl
+        curl -s https://example.org/a.jpg | anoncli detect -
+        find /data -name '*.jpg' -print0 | anoncli detect --files-from - --null --format csv -o faces.csv
+    """
+    try:
+        _need_inputs(inputs, files_from)
+        tasks = plan_inputs(inputs or [], IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
+        finder = face_finder(detector, threshold, device)
+    except (UsageError, ValueError) as error:
+        o.fail_usage(str(error))
+    report = Report("detect", {"detector": detector, "threshold": threshold})
+    stream = output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout)
+    settings = ImageSettings(max_megapixels=max_megapixels)
+    with o.stdout_for_data(), stream as out, o.progress(None, quiet, "detecting") as advance:
+        writer = csv_writer(out) if output_format is OutputFormat.csv else None
+        try:
+            for loaded in detect_images(tasks, finder, settings):
+                advance()
+                if loaded.error is not None:
+                    result = FileResult(loaded.task.label, FAILED, error=loaded.error)
+                    report.files.append(result)
+                    o.report_failure(result)
+                    continue
+                picture = loaded.picture
+                records = [
+                    image_record(loaded.task.label, index, len(picture.frames), frame.shape[1], frame.shape[0], faces)
+                    for index, (frame, faces) in enumerate(zip(picture.frames, loaded.faces))
+                ]
+                report.files.append(FileResult(loaded.task.label, OK, faces=sum(len(f) for f in loaded.faces)))
+                if writer is None:
+                    write_jsonl(records, out)
+                else:
+                    for record in records:
+                        writer.writerows(csv_rows(record))
+        except UsageError as error:
+            o.fail_usage(str(error))
+    if not quiet:
+        totals = report.totals()
+        o.say(f"anoncli detect: {totals['files']} images, {totals['faces']} faces, {totals['failed']} failed")
+    raise typer.Exit(report.exit_code)
+
+
+def anonymize(
+    inputs: o.InputsArgument = None,
+    output: o.OutputOption = None,
+    method: o.MethodOption = None,
+    preserve: o.PreserveOption = None,
+    files_from: o.FilesFromOption = None,
+    null: o.NullOption = False,
+    jsonl: o.JsonlOption = False,
+    mask_scale: o.MaskScaleOption = None,
+    detector: o.DetectorOption = DEFAULT_DETECTOR,
+    threshold: o.ThresholdOption = None,
+    detections: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--detections", help="Use these faces (JSON lines as `anoncli detect` writes) instead of a detector."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images whose faces go to the method together.")
+    ] = 8,
+    device: o.DeviceOption = "auto",
+    report_path: o.ReportOption = None,
+    keep_metadata: Annotated[
+        bool, typer.Option("--keep-metadata", help="Keep EXIF (never GPS location). Default: strip EXIF, XMP and GPS.")
+    ] = False,
+    overwrite: o.OverwriteOption = False,
+    max_megapixels: o.MegapixelOption = DEFAULT_MAX_MEGAPIXELS,
+    skin_tone: o.SkinToneOption = "keep",
+    attribute_model: o.AttributeModelOption = DEFAULT_ESTIMATOR,
+    quiet: o.QuietOption = False,
+) -> None:
+    """Anonymize every face in images.
+
+    Inputs are never modified. Without -o, a folder is written beside itself (photos/ → photos_anonymized/,
+    its tree mirrored) and a file as NAME_anonymized.EXT. Outputs keep name and format (JPEG at the source's
+    quality), are written atomically, and existing ones are skipped, so an interrupted run resumes. A face the
+    method fails on is covered by a solid mask and the report says so. Exit code: 0 all files done, 1 some
+    failed, 2 usage error.
+
+    Examples:
+
+        anoncli anonymize ./photos --method deepprivacy
+        anoncli anonymize in.jpg -o - | convert - -resize 50% small.jpg
+        curl -s https://example.org/a.jpg | anoncli anonymize - > a_anonymized.jpg
+        find /data -name '*.jpg' -newer stamp -print0 | anoncli anonymize --files-from - --null -o out/ --jsonl
+    """
+    try:
+        _need_inputs(inputs, files_from)
+        if jsonl and (is_stream(output) or (output is None and any(map(is_stream, inputs or [])))):
+            raise UsageError("--jsonl writes to stdout, where the image goes too; give -o FOLDER")
+        kept = o.parse_preserve(preserve)
+        chosen = choose_method(method, kept)
+        listed = o.listed_inputs(files_from, null)
+        tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, listed)
+        anonymizer = Anonymizer(
+            chosen,
+            preserve=kept,
+            skin_tone=o.parse_skin_tone(skin_tone),
+            detector=detector,
+            threshold=threshold,
+            device=device,
+            attribute_model=attribute_model,
+            mask_scale=mask_scale,
+            faces_from=detections,
+        )
+    except (UsageError, ValueError) as error:
+        o.fail_usage(str(error))
+    if method is None and kept:
+        o.say(f"--preserve {','.join(kept)}: using --method {chosen}, which can keep them")
+    if output is None and not quiet:
+        announce_outputs(inputs, files_from)
+    settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
+    report = Report("anonymize", settings)
+    with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:
+
+        def on_result(result: FileResult) -> None:
+            advance()
+            o.report_failure(result)
+            if jsonl:
+                print(o.jsonl_line(result), flush=True)
+
+        try:
+            anonymizer.anonymize_files(
+                tasks,
+                report,
+                batch_size=batch_size,
+                keep_metadata=keep_metadata,
+                overwrite=overwrite,
+                max_megapixels=max_megapixels,
+                on_result=on_result,
+            )
+        except UsageError as error:
+            o.fail_usage(str(error))
+    finish(report, report_path, quiet)
+
+
+def finish(report: Report, report_path: Path | None, quiet: bool, unit: str = "images") -> None:
+    """Write the report, print the summary, and exit with the report's code."""
+    if report_path is not None:
+        with o.stdout_for_data():
+            report.write(report_path)
+    if not quiet:
+        o.say(escape(report.summary(unit)))
+    raise typer.Exit(report.exit_code)
+
+
+def _need_inputs(inputs: list[Path] | None, files_from: Path | None) -> None:
+    if not inputs and files_from is None:
+        raise UsageError("give input files or folders, `-` for stdin, or --files-from")
+
+
+def announce_outputs(inputs: list[Path] | None, files_from: Path | None) -> None:
+    """Say where outputs go when -o was not given."""
+    for root in inputs or []:
+        if not is_stream(root):
+            o.say(f"writing {escape(str(root))} to {escape(str(default_output(root)))}")
+    if files_from is not None:
+        o.say("writing each listed file beside itself as NAME_anonymized.EXT")

@@ -1,0 +1,280 @@
+"""What the commands share: option declarations, the parsing of option values, and the terminal (progress and
+messages on stderr; stdout carries data only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, BinaryIO, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from anoncli.anonymizers import METHODS
+from anoncli.attributes import ATTRIBUTE_NAMES, ESTIMATORS
+from anoncli.detectors import DETECTORS
+from anoncli.device import DEVICES
+from anoncli.io.report import FAILED, FileResult
+from anoncli.io.sources import STREAM, UsageError, read_path_list
+
+# 128 + SIGPIPE: what a shell reports for a program whose reader went away.
+CLOSED_PIPE_EXIT = 141
+
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """A message for the user on stderr; `message` is rich markup, so user text in it must be escaped."""
+    errors.print(message)
+
+
+def fail_usage(message: str) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(2)
+
+
+def report_failure(result: FileResult) -> None:
+    if result.status == FAILED:
+        errors.print(f"[red]error:[/] {escape(result.path)}: {escape(result.error or '')}")
+
+
+def jsonl_line(result: FileResult) -> str:
+    """One finished file for `--jsonl`: what a pipeline needs to route it and to resume."""
+    record = {
+        "path": result.path,
+        "output": result.output,
+        "status": result.status,
+        "faces": result.faces,
+        "fallback_faces": result.fallback_faces,
+        "error": result.error,
+    }
+    return json.dumps(record, ensure_ascii=False)
+
+
+@contextmanager
+def stdout_for_data() -> Iterator[None]:
+    """Stdout carries data; when its reader goes away (`| head -1`), the run ends quietly with 141."""
+    try:
+        yield
+    except BrokenPipeError:
+        # Later flushes (at exit, too) would fail again: point stdout at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(CLOSED_PIPE_EXIT) from None
+
+
+def listed_inputs(files_from: Path | None, null: bool) -> Iterator[Path]:
+    """The paths of `--files-from` (`-`: stdin), read as the run goes."""
+    if files_from is None:
+        return iter(())
+    return _read_listed(files_from, null)
+
+
+def _read_listed(files_from: Path, null: bool) -> Iterator[Path]:
+    stream: BinaryIO
+    if files_from == STREAM:
+        yield from read_path_list(sys.stdin.buffer, null)
+        return
+    try:
+        stream = files_from.open("rb")
+    except OSError as error:
+        raise UsageError(f"cannot read --files-from {files_from}: {error.strerror}") from None
+    with stream:
+        yield from read_path_list(stream, null)
+
+
+def parse_preserve(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in ATTRIBUTE_NAMES]
+    if unknown:
+        raise UsageError(
+            f"--preserve: unknown attribute {', '.join(unknown)}; choose from {', '.join(ATTRIBUTE_NAMES)}"
+        )
+    return names
+
+
+def parse_skin_tone(text: str) -> tuple[int, int, int] | None:
+    if text.strip().lower() == "keep":
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 <= value <= 255 for value in values):
+        raise UsageError(f"--skin-tone {text!r}: give `keep` or three numbers 0-255 such as 200,160,140")
+    return values
+
+
+def parse_bitrate(text: str) -> int:
+    multipliers = {"k": 1_000, "m": 1_000_000}
+    number, unit = text.strip().lower(), 1
+    if number and number[-1] in multipliers:
+        number, unit = number[:-1], multipliers[number[-1]]
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise UsageError(f"--bitrate must look like 2M, 800k or 1500000, got {text!r}") from None
+    if value <= 0:
+        raise UsageError("--bitrate must be positive")
+    return int(value)
+
+
+class Bar:
+    """Advances a rich progress task and shows its rate; does nothing when there is no bar."""
+
+    def __init__(self, progress: Progress | None, unit: str) -> None:
+        self.progress, self.unit = progress, unit
+        self.task = progress.add_task("", total=None, rate="") if progress else None
+
+    def __call__(self, advance: int = 1) -> None:
+        if self.progress is None:
+            return
+        self.progress.advance(self.task, advance)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:.1f} {self.unit}/s" if speed else "")
+
+    def set_total(self, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, total=total or None)
+
+    def set(self, completed: int, total: int) -> None:
+        if self.progress is not None:
+            self.set_total(total)
+            self(completed - int(self.progress.tasks[0].completed))
+
+
+@contextmanager
+def progress(total: int | None, quiet: bool, what: str, unit: str = "images") -> Iterator[Bar]:
+    """A rich progress bar with rate and ETA on a terminal; nothing when quiet or piped."""
+    if quiet or not sys.stderr.isatty():
+        yield Bar(None, unit)
+        return
+    columns = (
+        TextColumn(f"[bold]{escape(what)}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=errors, transient=True) as shown:
+        bar = Bar(shown, unit)
+        bar.set_total(total)
+        yield bar
+
+
+InputsArgument = Annotated[
+    Optional[list[Path]],
+    typer.Argument(
+        help="Image files and folders (searched recursively); `-` reads one image from stdin.", show_default=False
+    ),
+]
+VideoInputsArgument = Annotated[
+    Optional[list[Path]],
+    typer.Argument(help="Video files and folders (searched recursively).", show_default=False),
+]
+FilesFromOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--files-from",
+        help="Also take the input files listed in this file, one per line (`-`: stdin); with -o they keep their "
+        "path below it (relative to here, or absolute without the leading /).",
+        show_default=False,
+    ),
+]
+NullOption = Annotated[
+    bool, typer.Option("--null", "-0", help="--files-from's paths are separated by NUL bytes (`find -print0`).")
+]
+JsonlOption = Annotated[
+    bool,
+    typer.Option(
+        "--jsonl",
+        help="Print one JSON line per finished file on stdout (path, output, status, faces, fallback_faces, "
+        "error) as it finishes.",
+    ),
+]
+DetectorOption = Annotated[str, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTORS.names())}.")]
+ThresholdOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--threshold",
+        min=0.01,
+        max=0.99,
+        help="Detection score threshold [default: the detector's own].",
+        show_default=False,
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help=f"Where models run: {', '.join(DEVICES)}.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")]
+OutputOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output folder (input folders are mirrored inside), or `-` for stdout (one image). "
+        "[default: beside each input: photos/ → photos_anonymized/, a.jpg → a_anonymized.jpg; `-` → stdout]",
+        show_default=False,
+    ),
+]
+MethodOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--method",
+        "-m",
+        help=f"How faces are replaced: {', '.join(METHODS.names())}. [default: blur; deepprivacy with --preserve]",
+        show_default=False,
+    ),
+]
+MaskScaleOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--mask-scale",
+        min=0.5,
+        max=4.0,
+        help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy].",
+        show_default=False,
+    ),
+]
+PreserveOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preserve",
+        help="Keep these attributes of each person in the new face, comma-separated: gender, age (age group "
+        "0-19, 20-29, 30-39, 40+). Estimated on the original face (see --attribute-model); the generator gets "
+        "only the labels. Generative methods only (deepprivacy, chosen when no --method is given).",
+        show_default=False,
+    ),
+]
+SkinToneOption = Annotated[
+    str,
+    typer.Option(
+        "--skin-tone",
+        help="keep: the new face takes the skin tone of its surroundings; or R,G,B (e.g. 200,160,140): the new "
+        "face's skin gets that mean colour. Generative methods only.",
+    ),
+]
+AttributeModelOption = Annotated[
+    str,
+    typer.Option("--attribute-model", help=f"Gender and age estimator: {', '.join(ESTIMATORS.names())}."),
+]
+MegapixelOption = Annotated[
+    float,
+    typer.Option("--max-megapixels", min=0, help="Refuse larger images (decompression-bomb guard); 0 = no limit."),
+]
+ReportOption = Annotated[
+    Optional[Path],
+    typer.Option("--report", help="Write a JSON report of every file here (`-`: stdout).", show_default=False),
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip, so re-runs resume).")
+]
+DetectEveryOption = Annotated[
+    int, typer.Option("--detect-every", min=1, help="Detect on every k-th frame and track in between (faster).")
+]

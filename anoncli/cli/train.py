@@ -1,0 +1,218 @@
+"""`anoncli train`: train the project's models (the generative method, the attribute classifier) on faces."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from tqdm import tqdm
+
+from anoncli.cli import options as o
+from anoncli.device import resolve_device
+from anoncli.io.sources import UsageError
+
+train_app = typer.Typer(
+    help="Train the project's models (the generative method, the attribute classifier) on face images.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+PreparedOption = Annotated[
+    Optional[Path],
+    typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>[-<side>]]."),
+]
+
+
+def _progress_printer(quiet: bool) -> Callable[[int, int], None]:
+    """Progress of preparing the faces (minutes on a large folder), as a tqdm bar on stderr."""
+    bar = tqdm(desc="preparing faces", unit="faces", disable=quiet, file=sys.stderr, mininterval=1.0, delay=2.0)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return advance
+
+
+@train_app.command("deepprivacy")
+def train_deepprivacy(
+    data: Annotated[Path, typer.Option("--data", help="Folder of face photos (e.g. ../shared/data/utkface).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Inference weights to write (a manifest .json and a resumable .train.pt go beside)."
+        ),
+    ] = Path("weights/deepprivacy64.pt"),
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Train this many more steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Faces per step (use more on a GPU).")] = 32,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint or the committed training state.")
+    ] = False,
+    work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = Path(
+        "runs/deepprivacy"
+    ),
+    refine_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--refine-from",
+            help="Grow these trained weights to twice their resolution (progressive 64→128): the trained "
+            "generator stays fixed and a new full-resolution head learns the detail.",
+        ),
+    ] = None,
+    widen_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--widen-from",
+            help="Start from these trained weights (their .train.pt beside them) with more channels (--channels, "
+            "whole multiples of theirs): it draws what they draw, with room to learn more.",
+        ),
+    ] = None,
+    channels: Annotated[
+        Optional[str],
+        typer.Option(
+            "--channels",
+            help="Generator channels per level, full resolution first [default: those of --out when resuming, "
+            "else 16,32,64,128,128].",
+        ),
+    ] = None,
+    diversity: Annotated[
+        Optional[float],
+        typer.Option(
+            "--diversity",
+            min=0.0,
+            help="Weight of the mode-seeking loss: two noise draws for one face must give two different faces "
+            "(0: off) [default: what --out was trained with when resuming, else 0].",
+        ),
+    ] = None,
+    projected: Annotated[
+        Optional[float],
+        typer.Option(
+            "--projected",
+            min=0.0,
+            help="Weight of a second discriminator that judges RetinaFace's features of the result instead of "
+            "its pixels (projected GAN; 0: off). A run that turns it on starts that discriminator fresh "
+            "[default: what --out was trained with when resuming, else 0].",
+        ),
+    ] = None,
+    prepared: PreparedOption = None,
+    device: o.DeviceOption = "auto",
+    quiet: o.QuietOption = False,
+) -> None:
+    """Train the `deepprivacy` inpainting GAN; every few hundred steps it checkpoints and exports weights.
+
+    Data are prepared once (faces detected, context squares cached, see --prepared). A killed run
+    continues with --resume. Progress goes to --work-dir/log.jsonl and sample grids to --work-dir/samples/.
+
+    Example:
+
+        anoncli train deepprivacy --data ../shared/data/utkface --steps 2000 --resume
+    """
+    from anoncli.training.dataset import attribute_labels, prepared_resolution
+    from anoncli.training.deepprivacy import Trainer
+    from anoncli.training.runs import deepprivacy_config, prepared_faces
+
+    try:
+        resolved = resolve_device(device)
+        try:
+            widths = tuple(int(c) for c in channels.split(",")) if channels is not None else None
+        except ValueError:
+            raise UsageError(f"--channels takes whole numbers separated by commas, not {channels!r}") from None
+        config = deepprivacy_config(
+            out, work_dir, steps, batch_size, resolved, resume, widths, diversity, projected, widen_from, refine_from
+        )
+        size = prepared_resolution(config.resolution)
+        dataset, config.data_description = prepared_faces(data, prepared, resolved, _progress_printer(quiet), size)
+    except (UsageError, ValueError) as error:
+        o.fail_usage(str(error))
+    labels = attribute_labels(dataset, data)
+    config.data_description["attribute_labels"] = int(labels.any(axis=1).sum())
+    trainer = Trainer(config, dataset, labels)
+    try:
+        o.say(escape(trainer.resume()))
+    except ValueError as error:
+        o.fail_usage(str(error))
+
+    def report(record: dict) -> None:
+        if not quiet and record["step"] % 25 == 0:
+            o.say(
+                f"step {record['step']}: D {record['d_loss']:.3f} (real {record['d_real']:.2f}, fake "
+                f"{record['d_fake']:.2f}) G {record['g_adversarial']:.3f} FM {record['g_feature_matching']:.3f} "
+                f"L1 ctx {record['l1_context']:.3f} face {record['l1_face']:.3f} spread {record['face_spread']:.3f} "
+                + (f"projected (real {record['p_real']:.2f}, fake {record['p_fake']:.2f}) " if config.projected else "")
+                + f"{record['images_per_second']:.1f} img/s"
+            )
+
+    try:
+        with _terminate_as_interrupt():
+            trainer.train(report)
+    except KeyboardInterrupt:
+        o.say(f"stopped at step {trainer.state.step}, checkpoint and weights saved; continue with --resume")
+        raise typer.Exit(130) from None
+    o.say(f"weights written to {escape(str(out))} (manifest {escape(out.with_suffix('.json').name)})")
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM (kill, a job's time limit) stop the work the way Ctrl-C does, so it saves what it has:
+    background jobs often ignore SIGINT, and the default SIGTERM dies without cleaning up."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@train_app.command("attributes")
+def train_attributes(
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder of face photos with labels.csv (e.g. ../shared/data/utkface).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Weights to write (a manifest .json goes beside).")] = Path(
+        "weights/attributes64.pt"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training faces.")] = 12,
+    prepared: PreparedOption = None,
+    device: o.DeviceOption = "auto",
+    quiet: o.QuietOption = False,
+) -> None:
+    """Train the gender and age-group classifier that `--preserve` and `evaluate` use (`--attribute-model anoncli`).
+
+    Needs labels.csv in --data (UTKFace's: file, age, gender_0male_1female). The best epoch on the held-out
+    faces is written, with its accuracy in the manifest.
+    """
+    from anoncli.training.attributes import ClassifierConfig, train_classifier
+    from anoncli.training.dataset import attribute_labels
+    from anoncli.training.runs import prepared_faces
+
+    try:
+        resolved = resolve_device(device)
+        dataset, description = prepared_faces(data, prepared, resolved, _progress_printer(quiet))
+    except (UsageError, ValueError) as error:
+        o.fail_usage(str(error))
+    labels = attribute_labels(dataset, data)
+    if not labels.any():
+        o.fail_usage(f"no labels for the faces in {data}: it needs a labels.csv")
+    config = ClassifierConfig(weights=out, epochs=epochs, device=resolved)
+
+    def report(record: dict) -> None:
+        if not quiet:
+            accuracy = record["held_out"]
+            o.say(
+                f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.3f}, held-out gender "
+                f"{accuracy['gender']:.1%}, age group {accuracy['age_group']:.1%} ({record['seconds']} s)"
+            )
+
+    best = train_classifier(config, dataset, labels, description, report)
+    o.say(f"weights of epoch {best['epoch']} written to {escape(str(out))}")

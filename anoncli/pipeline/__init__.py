@@ -1,0 +1,1 @@
+"""The pipelines that stream images and video frames through detect → (track) → anonymize → paste."""

@@ -1,0 +1,102 @@
+"""How a training run is set up from the command line's choices: which faces (prepared once, cached) and,
+for a resumed deepprivacy run, the settings it was trained with unless told otherwise."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from anoncli.detectors import DEFAULT_DETECTOR, create_detector
+from anoncli.generative.weights import load_checked, read_manifest
+from anoncli.io.sources import UsageError
+from anoncli.training.dataset import HELD_OUT_PERCENT, PREPARED_RESOLUTION, FaceDataset, prepare_faces
+from anoncli.training.deepprivacy import REFINE_L1_FACE, TrainConfig
+from anoncli.training.widening import repeats
+
+DEFAULT_RUNS = Path("runs")
+
+
+def prepared_faces(
+    data: Path,
+    prepared: Path | None,
+    device: str,
+    on_progress: Callable[[int, int], None],
+    size: int | None = None,
+) -> tuple[FaceDataset, dict]:
+    """The prepared face cache of `data` at `size` (built on first use) and a description of it for manifests."""
+    size = size or PREPARED_RESOLUTION
+    if not data.is_dir():
+        raise UsageError(f"--data {data} is not a folder")
+    name = data.resolve().name + ("" if size == PREPARED_RESOLUTION else f"-{size}")
+    dataset = prepare_faces(
+        data,
+        prepared or DEFAULT_RUNS / "prepared" / name,
+        create_detector(DEFAULT_DETECTOR, device=device),
+        on_progress=on_progress,
+        size=size,
+    )
+    description = {
+        "folder": data.name,
+        "faces": len(dataset.files),
+        "held_out_percent": HELD_OUT_PERCENT,
+        "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
+    }
+    return dataset, description
+
+
+def deepprivacy_config(
+    out: Path,
+    work_dir: Path,
+    steps: int,
+    batch_size: int,
+    device: str,
+    resume: bool,
+    channels: tuple[int, ...] | None = None,
+    diversity: float | None = None,
+    projected: float | None = None,
+    widen_from: Path | None = None,
+    refine_from: Path | None = None,
+) -> TrainConfig:
+    """The run's settings; UsageError when the choices contradict the state already trained."""
+    # A resumed run goes on as it was trained unless told otherwise.
+    manifest = out.with_suffix(".json")
+    trained = json.loads(manifest.read_text()) if resume and manifest.exists() else {}
+    training = trained.get("training", {})
+    trained_with = training.get("hyperparameters", {})
+    config = TrainConfig(
+        weights=out,
+        work_dir=work_dir,
+        steps=steps,
+        batch_size=batch_size,
+        diversity=diversity if diversity is not None else trained_with.get("diversity", 0.0),
+        projected=projected if projected is not None else trained_with.get("projected", 0.0),
+        device=device,
+    )
+    if channels is not None:
+        config.channels = channels
+    elif trained:
+        config.channels = tuple(trained["architecture"]["channels"])
+    if trained and widen_from is None and list(config.channels) != trained["architecture"]["channels"]:
+        # Loading a narrower state into more channels would leave the new ones at zero, where they never learn.
+        raise UsageError(
+            f"{out} was trained with channels {trained['architecture']['channels']}; to widen it, start a new "
+            "--out with --widen-from"
+        )
+    if widen_from is not None:
+        if refine_from is not None or channels is None:
+            raise UsageError("--widen-from needs --channels and cannot be combined with --refine-from")
+        repeats(tuple(read_manifest(widen_from)["architecture"]["channels"]), config.channels)
+        config.widen_from = widen_from
+    if refine_from is not None:
+        _, base_manifest = load_checked(refine_from)
+        config.refine_from, config.resolution = refine_from, 2 * base_manifest["architecture"]["resolution"]
+        # The head cannot know the real face's detail, only its kind: a strong L1 pull would average it away.
+        config.l1_face = REFINE_L1_FACE
+    trainer_exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
+    if trainer_exists and not resume:
+        raise UsageError(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
+    grown_from = training.get("refines", {}).get("file")  # the generator a 128² head grows
+    if trainer_exists and grown_from and refine_from is None:
+        raise UsageError(f"{out} grows {grown_from}; pass --refine-from with it again to resume")
+    return config
