@@ -28,10 +28,10 @@ from anoncli.anonymizers.deepprivacy import DeepPrivacy
 from anoncli.attributes import Attributes
 from anoncli.attributes.classifier import UTKFaceEstimator
 from anoncli.detectors import Detector, create_detector
-from anoncli.evaluation import DETAIL_WITHIN, face_core
+from anoncli.evaluation.faces import DETAIL_WITHIN, face_core
 from anoncli.faces import Face
 from anoncli.generative.geometry import erase_ellipse
-from anoncli.images import IMAGE_EXTENSIONS, read_picture, rgb8
+from anoncli.io.images import IMAGE_EXTENSIONS, read_picture, rgb8
 from anoncli.metrics.frechet import frechet_distance
 from anoncli.metrics.identity import FaceEmbedder
 from anoncli.metrics.image_quality import detail
