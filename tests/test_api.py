@@ -9,7 +9,7 @@ from PIL import Image
 import anoncli
 from anoncli.anonymizers import Method
 from anoncli.io.images import read_picture
-from conftest import ANNOTATED, assert_anonymized, detector_faces
+from conftest import ANNOTATED, ROOT, SAMPLE_DATA, assert_anonymized, detector_faces
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +127,12 @@ def test_preserve_without_a_method_picks_the_one_that_can():
 
 def test_the_package_exports_the_api():
     assert {"Anonymizer", "anonymize_image", "detect_faces", "InputError", "Face"} <= set(anoncli.__all__)
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "sample_data").symlink_to(SAMPLE_DATA)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {})
+    assert Image.open(tmp_path / "astronaut_anonymized.png").size == (512, 512)
