@@ -11,14 +11,14 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from anoncli.api import Anonymizer, choose_method, face_finder
+from anoncli.api import face_finder
 from anoncli.attributes import DEFAULT_ESTIMATOR
 from anoncli.cli import options as o
 from anoncli.detectors import DEFAULT_DETECTOR
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
 from anoncli.io.records import csv_rows, csv_writer, image_record, write_jsonl
 from anoncli.io.report import FAILED, OK, FileResult, Report
-from anoncli.io.sources import UsageError, default_output, is_stream, iter_outputs, plan_inputs
+from anoncli.io.sources import UsageError, is_stream, iter_outputs, plan_inputs
 from anoncli.pipeline.images import ImageSettings, detect_images
 
 
@@ -141,27 +141,14 @@ def anonymize(
         _need_inputs(inputs, files_from)
         if jsonl and (is_stream(output) or (output is None and any(map(is_stream, inputs or [])))):
             raise UsageError("--jsonl writes to stdout, where the image goes too; give -o FOLDER")
-        kept = o.parse_preserve(preserve)
-        chosen = choose_method(method, kept)
-        listed = o.listed_inputs(files_from, null)
-        tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, listed)
-        anonymizer = Anonymizer(
-            chosen,
-            preserve=kept,
-            skin_tone=o.parse_skin_tone(skin_tone),
-            detector=detector,
-            threshold=threshold,
-            device=device,
-            attribute_model=attribute_model,
-            mask_scale=mask_scale,
-            faces_from=detections,
+        tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
+        anonymizer = o.build_anonymizer(
+            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, detections
         )
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
-    if method is None and kept:
-        o.say(f"--preserve {','.join(kept)}: using --method {chosen}, which can keep them")
-    if output is None and not quiet:
-        announce_outputs(inputs, files_from)
+    if not quiet:
+        o.announce(method, anonymizer, output, inputs, files_from is not None)
     settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
     report = Report("anonymize", settings)
     with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:
@@ -200,12 +187,3 @@ def finish(report: Report, report_path: Path | None, quiet: bool, unit: str = "i
 def _need_inputs(inputs: list[Path] | None, files_from: Path | None) -> None:
     if not inputs and files_from is None:
         raise UsageError("give input files or folders, `-` for stdin, or --files-from")
-
-
-def announce_outputs(inputs: list[Path] | None, files_from: Path | None) -> None:
-    """Say where outputs go when -o was not given."""
-    for root in inputs or []:
-        if not is_stream(root):
-            o.say(f"writing {escape(str(root))} to {escape(str(default_output(root)))}")
-    if files_from is not None:
-        o.say("writing each listed file beside itself as NAME_anonymized.EXT")

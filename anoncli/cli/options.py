@@ -17,11 +17,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from anoncli.anonymizers import METHODS
+from anoncli.api import Anonymizer
 from anoncli.attributes import ATTRIBUTE_NAMES, ESTIMATORS
 from anoncli.detectors import DETECTORS
 from anoncli.device import DEVICES
 from anoncli.io.report import FAILED, FileResult
-from anoncli.io.sources import STREAM, UsageError, read_path_list
+from anoncli.io.sources import STREAM, UsageError, default_output, is_stream, read_path_list
 
 # 128 + SIGPIPE: what a shell reports for a program whose reader went away.
 CLOSED_PIPE_EXIT = 141
@@ -87,6 +88,48 @@ def _read_listed(files_from: Path, null: bool) -> Iterator[Path]:
         raise UsageError(f"cannot read --files-from {files_from}: {error.strerror}") from None
     with stream:
         yield from read_path_list(stream, null)
+
+
+def build_anonymizer(
+    method: str | None,
+    preserve: str | None,
+    skin_tone: str,
+    detector: str,
+    threshold: float | None,
+    device: str,
+    attribute_model: str,
+    mask_scale: float | None,
+    faces_from: Path | None = None,
+) -> Anonymizer:
+    """The API's Anonymizer from the options `anonymize` and `video` share; UsageError or InputError when
+    they cannot be used."""
+    kept = parse_preserve(preserve)
+    return Anonymizer(
+        method,
+        preserve=kept,
+        skin_tone=parse_skin_tone(skin_tone),
+        detector=detector,
+        threshold=threshold,
+        device=device,
+        attribute_model=attribute_model,
+        mask_scale=mask_scale,
+        faces_from=faces_from,
+    )
+
+
+def announce(
+    method: str | None, anonymizer: Anonymizer, output: Path | None, inputs: list[Path] | None, listed: bool
+) -> None:
+    """Say on stderr what the user did not choose: the method --preserve picked, and where outputs go."""
+    if method is None and anonymizer.preserve:
+        say(f"--preserve {','.join(anonymizer.preserve)}: using --method {anonymizer.method_name}, which can keep them")
+    if output is not None:
+        return
+    for root in inputs or []:
+        if not is_stream(root):
+            say(f"writing {escape(str(root))} to {escape(str(default_output(root)))}")
+    if listed:
+        say("writing each listed file beside itself as NAME_anonymized.EXT")
 
 
 def parse_preserve(text: str | None) -> tuple[str, ...]:

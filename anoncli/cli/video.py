@@ -13,10 +13,10 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from anoncli.api import Anonymizer, choose_method, face_finder
+from anoncli.api import face_finder
 from anoncli.attributes import DEFAULT_ESTIMATOR
 from anoncli.cli import options as o
-from anoncli.cli.images import announce_outputs, finish
+from anoncli.cli.images import finish
 from anoncli.detectors import DEFAULT_DETECTOR
 from anoncli.io.records import load_tracks, mot_rows, track_record
 from anoncli.io.report import FileResult, Report
@@ -93,29 +93,18 @@ def video(
             raise UsageError("give video files or folders, or --files-from")
         if output is not None and str(output) == "-":
             raise UsageError("videos are written to files: give -o FOLDER, or leave it out")
-        kept = o.parse_preserve(preserve)
-        chosen = choose_method(method, kept)
         tasks = plan_outputs(inputs or [], output, VIDEO_EXTENSIONS, o.listed_inputs(files_from, null))
         supplied = load_tracks(tracks_file) if tracks_file else None
         if supplied is not None and len(tasks) != 1:
             raise UsageError("--tracks describes one video; give exactly one video with it")
         target = o.parse_bitrate(bitrate) if bitrate else None
-        anonymizer = Anonymizer(
-            chosen,
-            preserve=kept,
-            skin_tone=o.parse_skin_tone(skin_tone),
-            detector=detector,
-            threshold=threshold,
-            device=device,
-            attribute_model=attribute_model,
-            mask_scale=mask_scale,
+        anonymizer = o.build_anonymizer(
+            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale
         )
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
-    if method is None and kept:
-        o.say(f"--preserve {','.join(kept)}: using --method {chosen}, which can keep them")
-    if output is None and not quiet:
-        announce_outputs(inputs, files_from)
+    if not quiet:
+        o.announce(method, anonymizer, output, inputs, files_from is not None)
     settings = VideoSettings(
         batch_size=batch_size,
         detect_every=detect_every,
