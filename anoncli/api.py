@@ -7,7 +7,7 @@
     out = anonymizer(image); outs = anonymizer.batch([img1, img2])
 
 Fail-closed as the command line is: a face the method fails on comes back under a solid mask
-(`Anonymizer.anonymize` says which, in `fallbacks`).
+(`Anonymizer.anonymize` counts them, in `fallback_faces`, and says why, in `notes`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from anoncli.anonymizers import DEFAULT_METHOD, METHODS, create_method
 from anoncli.attributes import ATTRIBUTE_NAMES, DEFAULT_ESTIMATOR, AttributeEstimator, create_estimator, preserving
-from anoncli.detectors import DEFAULT_DETECTOR, create_detector
+from anoncli.detectors.plans import DEFAULT_COVERAGE, create_face_detector
 from anoncli.device import resolve_device
 from anoncli.faces import Face
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, Picture, rgb8
@@ -52,15 +52,17 @@ class AnonymizedImage:
     image: np.ndarray  # same shape and dtype as the input
     faces: list[Face]  # the faces that were replaced
     fallback_faces: int  # faces covered by a solid mask because the method failed on them
-    notes: list[str]  # why (one per such face), and anything else worth knowing
+    unconfirmed_faces: int  # detections not confirmed as faces: blurred, not redrawn, by a generative method
+    notes: list[str]  # why faces fell back (one per face), and anything else worth knowing
 
 
 class Anonymizer:
     """A detector and an anonymization method (and, with `preserve`, an attribute estimator), loaded once.
 
-    `method` None picks blur, or deepprivacy when `preserve` asks for attributes. `faces_from` takes the faces
-    from a `anoncli detect` JSON-lines file instead of a detector (files and videos only). Raises InputError
-    for options it cannot use.
+    `method` None picks blur, or deepprivacy when `preserve` asks for attributes. `coverage` (fast, balanced,
+    strict) says how hard to look for faces; `detector` replaces its detectors by one. `faces_from` takes the
+    faces from a `anoncli detect` JSON-lines file instead (files and videos only). Raises InputError for
+    options it cannot use.
     """
 
     def __init__(
@@ -69,7 +71,8 @@ class Anonymizer:
         *,
         preserve: Sequence[str] = (),
         skin_tone: tuple[int, int, int] | None = None,
-        detector: str = DEFAULT_DETECTOR,
+        detector: str | None = None,
+        coverage: str = DEFAULT_COVERAGE,
         threshold: float | None = None,
         device: str = "auto",
         attribute_model: str | AttributeEstimator = DEFAULT_ESTIMATOR,
@@ -104,6 +107,7 @@ class Anonymizer:
         self.mask_scale = mask_scale or self.method.default_mask_scale
         self.seed = seed
         self.detector_name = "user detections" if faces_from else detector
+        self.coverage = None if faces_from else coverage
         self.threshold = threshold
         self._supplied = SuppliedFaces(UserDetections(faces_from)) if faces_from else None
         self._finders: dict[bool, FaceFinder] = {}
@@ -115,7 +119,10 @@ class Anonymizer:
         if self._supplied is not None:
             return self._supplied
         if video not in self._finders:
-            self._finders[video] = face_finder(self.detector_name, self.threshold, self.device, video)
+            # Only a method that draws faces treats a detection differently when it is not confirmed as one.
+            confirm = self.method.generative
+            finder = face_finder(self.detector_name, self.threshold, self.device, video, self.coverage, confirm)
+            self._finders[video] = finder
         return self._finders[video]
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -162,13 +169,16 @@ class Anonymizer:
         finder = None if all(known is not None for known in given) else _detector_finder(self)
         results = []
         for chunk in batched(loaded, BATCH_SIZE):
-            for item, frames, fallbacks in anonymize_loaded(chunk, finder, self.method, settings, self.describe):
+            for item in anonymize_loaded(chunk, finder, self.method, settings, self.describe):
                 if item.error is not None:
                     raise RuntimeError(item.error)  # the faces could not be found: nothing may be returned
-                image = frames[0]
+                image = item.anonymized[0]
                 if image is item.picture.frames[0]:  # no face: still a new array, never the caller's own
                     image = image.copy()
-                results.append(AnonymizedImage(image, item.faces[0], fallbacks, list(item.picture.notes)))
+                notes = list(item.picture.notes)
+                results.append(
+                    AnonymizedImage(image, item.faces[0], item.fallback_faces, item.unconfirmed_faces, notes)
+                )
         for source, result in zip(images, results):
             if source.ndim == 2:
                 result.image = result.image[:, :, 0]
@@ -217,7 +227,8 @@ class Anonymizer:
         """What a report says this anonymizer was."""
         return {
             "method": self.method_name,
-            "detector": self.detector_name,
+            "detector": self.detector_name or "per coverage",
+            "coverage": self.coverage,
             "threshold": self.threshold,
             "mask_scale": self.mask_scale,
             "device": self.device,
@@ -228,14 +239,18 @@ class Anonymizer:
 
 
 def face_finder(
-    detector: str = DEFAULT_DETECTOR, threshold: float | None = None, device: str = "auto", video: bool = False
+    detector: str | None = None,
+    threshold: float | None = None,
+    device: str = "auto",
+    video: bool = False,
+    coverage: str = DEFAULT_COVERAGE,
+    confirm: bool = True,
 ) -> FaceFinder:
-    """A detector by name, set up for images or for video frames; InputError for a bad name or threshold."""
+    """The faces a coverage plan finds (`detector`, when given, replaces the plan's detectors), set up for
+    images or for video frames; InputError for a bad name or threshold."""
     options: dict = {"device": resolve_device(device), **(VIDEO_DETECTOR_OPTIONS if video else {})}
-    if threshold is not None:
-        options["threshold"] = threshold
     try:
-        return DetectorFinder(create_detector(detector, **options))
+        return DetectorFinder(create_face_detector(coverage, detector, threshold, confirm, **options))
     except (KeyError, ValueError) as error:
         raise InputError(str(error).strip("'\"")) from None
 
@@ -271,9 +286,11 @@ def _shared_anonymizer(**options: object) -> Anonymizer:
     return _shared[key]
 
 
-def detect_faces(image: np.ndarray, detector: str = DEFAULT_DETECTOR, threshold: float | None = None) -> list[Face]:
+def detect_faces(
+    image: np.ndarray, detector: str | None = None, threshold: float | None = None, coverage: str = DEFAULT_COVERAGE
+) -> list[Face]:
     """The faces in an RGB uint8 image (H, W, 3): boxes, scores and five landmarks each."""
-    return _shared_anonymizer(method="mask", detector=detector, threshold=threshold).detect(image)
+    return _shared_anonymizer(method="mask", detector=detector, threshold=threshold, coverage=coverage).detect(image)
 
 
 def anonymize_image(

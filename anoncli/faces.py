@@ -21,6 +21,8 @@ class Face:
     box: Box  # x1, y1, x2, y2
     score: float
     landmarks: tuple[tuple[float, float], ...] | None = None  # 5 points, or None when unknown
+    # False for a detection a closer look did not confirm as a face: still covered, never redrawn as a face.
+    confirmed: bool = True
 
     @property
     def width(self) -> float:
@@ -42,6 +44,8 @@ class Face:
         record["landmarks"] = (
             None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks]
         )
+        if not self.confirmed:
+            record["confirmed"] = False
         return record
 
     @classmethod
@@ -51,7 +55,8 @@ class Face:
             raise ValueError(f"box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {box}")
         points = record.get("landmarks")
         landmarks = None if not points else tuple((float(x), float(y)) for x, y in points)
-        return cls(tuple(float(v) for v in box), float(record.get("score", 1.0)), landmarks)
+        confirmed = bool(record.get("confirmed", True))
+        return cls(tuple(float(v) for v in box), float(record.get("score", 1.0)), landmarks, confirmed)
 
 
 def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from anoncli.anonymizers import FaceCrop, Method, anonymize_fail_closed
+from anoncli.anonymizers.baselines import Blur
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.faces import Face
 from anoncli.io.images import rgb8
@@ -29,6 +30,12 @@ class FrameJob:
 class FrameResult:
     frame: np.ndarray
     fallbacks: list[str] = field(default_factory=list)  # why faces got a solid mask instead
+    unconfirmed: int = 0  # detections not confirmed as faces, blurred instead of redrawn by a generative method
+
+
+# What a generative method's detections that are not confirmed as faces get: covered, but no face drawn on what
+# may be a patch of jacket.
+STAND_IN = Blur()
 
 
 def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attributes: Attributes = UNKNOWN) -> FaceCrop:
@@ -40,8 +47,10 @@ def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attribute
 
 
 def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) -> list[FrameResult]:
-    crops: list[FaceCrop] = []
-    placements: list[tuple[int, Region]] = []
+    """Every face of every frame replaced, pasted back in the order given. A generative method's faces that
+    are not confirmed as faces go to STAND_IN instead."""
+    crops: dict[Method, list[FaceCrop]] = {}
+    placements: list[tuple[int, Region, Method, int]] = []  # frame, region, the method and the crop's place
     for index, job in enumerate(jobs):
         if not job.faces:
             continue
@@ -49,16 +58,20 @@ def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) ->
         height, width = view.shape[:2]
         attributes = job.attributes or [UNKNOWN] * len(job.faces)
         for face, seed, wanted in zip(job.faces, job.seeds, attributes):
-            region = face_region(face, width, height, mask_scale, method.context)
+            handler = STAND_IN if method.generative and not face.confirmed else method
+            region = face_region(face, width, height, mask_scale, handler.context)
             if region.mask.size == 0 or not region.mask.any():
                 continue  # the face lies wholly outside the frame: a track predicted past the edge
-            crops.append(face_crop(view, region, face, seed, wanted))
-            placements.append((index, region))
-    replacements = anonymize_fail_closed(method, crops)
+            batch = crops.setdefault(handler, [])
+            placements.append((index, region, handler, len(batch)))
+            batch.append(face_crop(view, region, face, seed, wanted))
+    replaced = {handler: anonymize_fail_closed(handler, batch) for handler, batch in crops.items()}
 
     results = [FrameResult(job.frame) for job in jobs]
     compositors: dict[int, Compositor] = {}
-    for (index, region), replacement in zip(placements, replacements):
+    for index, region, handler, place in placements:
+        replacement = replaced[handler][place]
+        results[index].unconfirmed += handler is not method
         if index not in compositors:
             results[index].frame = jobs[index].frame.copy()
             compositors[index] = Compositor(results[index].frame)

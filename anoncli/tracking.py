@@ -21,6 +21,12 @@ from anoncli.faces import Box, Face, box_iou, face_size
 
 Payload = TypeVar("Payload")
 MATCH_IOU = 0.15
+# A detection that does not overlap a track's prediction still continues it when it lies within reach: at most
+# this many face sizes away per frame since the track was last detected, at a similar size. A face detected
+# every few frames can move past its own width between detections; a new track there would leave the frames
+# in between to a prediction that stands still.
+MAX_SHIFT_PER_FRAME = 0.5
+SIZE_RATIO = 1.5
 # A predicted box grows by this fraction per frame without a detection (up to GROWTH_LIMIT), since the
 # face's true position is less certain the longer it goes unseen.
 GROWTH_PER_FRAME = 0.03
@@ -82,6 +88,18 @@ class KalmanBox:
     def box(self, grow: float = 0.0) -> Box:
         return grown_box(_corners(self.state), grow)
 
+    def leading_box(self, grow: float = 0.0) -> Box:
+        """The predicted box, grown, and stretched one frame's motion ahead: a moving face is covered where it
+        is going, not only where the filter, which lags a turn or a start, puts it."""
+        x1, y1, x2, y2 = self.box(grow)
+        velocity_x, velocity_y = self.state[4:6]
+        return (
+            x1 + min(velocity_x, 0.0),
+            y1 + min(velocity_y, 0.0),
+            x2 + max(velocity_x, 0.0),
+            y2 + max(velocity_y, 0.0),
+        )
+
     def expected_box(self) -> Box:
         """Where the box should be one frame on, without moving the filter."""
         return _corners(self.transition @ self.state)
@@ -107,6 +125,8 @@ class _Track:
     first_seen: tuple[int, Box]  # frame index and box of the first detection
     missed: int = 0
     detections: int = 1
+    # Once a detection of the track was not confirmed as a face, its faces are covered but not redrawn.
+    confirmed: bool = True
 
 
 def track_seed(name: str, track_id: int) -> int:
@@ -144,7 +164,7 @@ class FaceTracker(Generic[Payload]):
         for track in self.tracks:
             if track.track_id not in frame.faces:
                 grow = min(GROWTH_LIMIT, GROWTH_PER_FRAME * track.missed)
-                face = Face(track.filter.box(grow), track.score, None)
+                face = Face(track.filter.leading_box(grow), track.score, None, track.confirmed)
                 frame.faces[track.track_id] = TrackedFace(track.track_id, face, detected=False)
         self.buffer.append(frame)
         ready = []
@@ -166,9 +186,9 @@ class FaceTracker(Generic[Payload]):
         detected = np.array([f.box for f in faces]).reshape(-1, 4)
         matches: list[tuple[int, int]] = []
         if len(predicted) and len(detected):
-            overlap = box_iou(predicted, detected)
-            rows, cols = linear_sum_assignment(-overlap)
-            matches = [(r, c) for r, c in zip(rows, cols) if overlap[r, c] >= MATCH_IOU]
+            score = self._match_scores(predicted, detected)
+            rows, cols = linear_sum_assignment(-score)
+            matches = [(r, c) for r, c in zip(rows, cols) if score[r, c] > 0]
         matched_tracks = {r for r, _ in matches}
         matched_faces = {c for _, c in matches}
         for row, col in matches:
@@ -177,10 +197,12 @@ class FaceTracker(Generic[Payload]):
             track.filter.update(face.box)
             track.landmarks, track.score, track.missed = face.landmarks, face.score, 0
             track.detections += 1
-            smoothed = Face(track.filter.box(), face.score, face.landmarks)
-            frame.faces[track.track_id] = TrackedFace(track.track_id, smoothed, detected=True)
+            track.confirmed = track.confirmed and face.confirmed
+            # The smoothed box steadies the mask, the detection is where the face is: cover both.
+            covered = Face(_union(track.filter.box(), face.box), face.score, face.landmarks, track.confirmed)
+            frame.faces[track.track_id] = TrackedFace(track.track_id, covered, detected=True)
             if gap:
-                self._interpolate_gap(track.track_id, smoothed.box)
+                self._interpolate_gap(track.track_id, covered.box)
             if track.detections == 2:
                 self._follow_path_backwards(track, frame.index, face.box)
         for row, track in enumerate(self.tracks):
@@ -189,17 +211,37 @@ class FaceTracker(Generic[Payload]):
         for col, face in enumerate(faces):
             if col in matched_faces:
                 continue
-            track = _Track(self.next_id, KalmanBox(face.box), face.landmarks, face.score, (frame.index, face.box))
+            first_seen = (frame.index, face.box)
+            track = _Track(
+                self.next_id, KalmanBox(face.box), face.landmarks, face.score, first_seen, 0, 1, face.confirmed
+            )
             self.next_id += 1
             self.tracks.append(track)
             frame.faces[track.track_id] = TrackedFace(track.track_id, face, detected=True)
             self._fill_backwards(track.track_id, face)
 
+    def _match_scores(self, predicted: np.ndarray, detected: np.ndarray) -> np.ndarray:
+        """Track × detection: the IoU where it reaches MATCH_IOU, else a small score for detections within
+        reach (nearer, higher), else 0 (no match)."""
+        overlap = box_iou(predicted, detected)
+        centres = (predicted[:, None, :2] + predicted[:, None, 2:]) / 2 - (
+            detected[None, :, :2] + detected[None, :, 2:]
+        ) / 2
+        distance = np.hypot(centres[..., 0], centres[..., 1])
+        sizes = np.maximum(predicted[:, 2:] - predicted[:, :2], 1.0).max(axis=1)
+        found = np.maximum(detected[:, 2:] - detected[:, :2], 1.0).max(axis=1)
+        frames = np.array([track.missed + 1 for track in self.tracks], np.float64)
+        reach = MAX_SHIFT_PER_FRAME * sizes * frames
+        ratio = found[None, :] / sizes[:, None]
+        within = (distance <= reach[:, None]) & (ratio <= SIZE_RATIO) & (ratio >= 1 / SIZE_RATIO)
+        nearby = np.where(within, MATCH_IOU * (1 - distance / reach[:, None]) / 2, 0.0)
+        return np.where(overlap >= MATCH_IOU, overlap, nearby)
+
     def _fill_backwards(self, track_id: int, face: Face) -> None:
         """A face first seen now was likely there in the buffered frames before: cover it there too."""
         for earlier in self.buffer:
             if track_id not in earlier.faces:
-                grown = Face(grown_box(face.box, GROWTH_PER_FRAME * 2), face.score, None)
+                grown = Face(grown_box(face.box, GROWTH_PER_FRAME * 2), face.score, None, face.confirmed)
                 earlier.faces[track_id] = TrackedFace(track_id, grown, detected=False)
 
     def _follow_path_backwards(self, track: _Track, index: int, box: Box) -> None:
@@ -219,7 +261,8 @@ class FaceTracker(Generic[Payload]):
             dy = float(np.clip(velocity_y * frames_back, -limit, limit))
             path = (first_box[0] - dx, first_box[1] - dy, first_box[2] - dx, first_box[3] - dy)
             union = _union(entry.face.box, grown_box(path, GROWTH_PER_FRAME * 2))
-            earlier.faces[track.track_id] = TrackedFace(track.track_id, Face(union, entry.face.score, None), False)
+            face = Face(union, entry.face.score, None, entry.face.confirmed)
+            earlier.faces[track.track_id] = TrackedFace(track.track_id, face, False)
 
     def _interpolate_gap(self, track_id: int, box: Box) -> None:
         """Replace the predictions made during a gap, still in the buffer, by a straight path to `box`."""
@@ -241,7 +284,8 @@ class FaceTracker(Generic[Payload]):
             path = tuple(a + (b - a) * weight for a, b in zip(anchor, box))
             # Keep the union of the interpolated and the predicted box: both are guesses, cover both.
             guess = earlier.faces[track_id].face
-            earlier.faces[track_id] = TrackedFace(track_id, Face(_union(path, guess.box), guess.score, None), False)
+            face = Face(_union(path, guess.box), guess.score, None, guess.confirmed)
+            earlier.faces[track_id] = TrackedFace(track_id, face, False)
 
 
 def _centre(box: Box) -> tuple[float, float]:

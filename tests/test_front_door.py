@@ -85,9 +85,8 @@ def test_files_beside_themselves_and_not_twice(photos, tmp_path):
     assert not (photos / "astronaut_anonymized_anonymized.jpg").exists()
 
 
-@pytest.mark.parametrize("name", ["astronaut.jpg", "scenes/crowd.jpg"])
-def test_stdin_to_stdout_keeps_the_format(photos, tmp_path, name):
-    source = photos / name
+def test_stdin_to_stdout_keeps_the_format(photos, tmp_path):
+    source = photos / "astronaut.jpg"
     piped = shell("anoncli anonymize - -o - --method mask", tmp_path, stdin=source.read_bytes())
     assert piped.returncode == 0, piped.stderr.decode()
     written = Image.open(io.BytesIO(piped.stdout))

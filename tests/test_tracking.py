@@ -47,3 +47,25 @@ def test_a_still_face_keeps_a_tight_box_before_its_first_detection():
         x1, y1, x2, y2 = entry.face.box
         assert covered_share(entry.face.box, true_box(0, speed=0.0)) == 1.0
         assert x2 - x1 <= SIDE * 1.1 and y2 - y1 <= SIDE * 1.1
+
+
+def walking(index: int) -> tuple[float, float, float, float]:
+    """Standing for five frames, then walking right at 18 pixels a frame."""
+    x = 100.0 + 18.0 * max(0, index - 5)
+    return (x, 200.0, x + SIDE, 200.0 + SIDE)
+
+
+def test_between_detections_the_box_leads_a_moving_face():
+    """Detected every 5th frame, a face that starts walking (the filter has no speed yet, and smooths the
+    detections behind it) is covered whole in every frame in between."""
+    tracker: FaceTracker[None] = FaceTracker(max_missed=25, lookahead=12)
+    frames = {}
+    for index in range(31):
+        detected = [Face(walking(index), 0.99)] if index % 5 == 0 else None
+        frames.update((frame.index, frame) for frame in tracker.push(None, detected))
+    frames.update((frame.index, frame) for frame in tracker.flush())
+    shares = []
+    for index in range(31):
+        boxes = [entry.face.box for entry in frames[index].faces.values()]
+        shares.append(max(covered_share(box, walking(index)) for box in boxes))
+    assert min(shares) >= 0.99, [round(share, 2) for share in shares]

@@ -63,6 +63,15 @@ def evaluate(
         Optional[Path],
         typer.Option("--report", help="Write an HTML page here: contact sheets, worst cases and plots."),
     ] = None,
+    boxes: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--boxes",
+            help="Faces marked by hand (JSON lines as `anoncli detect` writes, or WIDER FACE's txt): measure only "
+            "coverage, the share of those faces left exposed (under half of the inner face changed) and fully "
+            "covered (90 % or more), missed faces included.",
+        ),
+    ] = None,
     device: o.DeviceOption = "auto",
     quiet: o.QuietOption = False,
 ) -> None:
@@ -89,6 +98,7 @@ def evaluate(
         anoncli evaluate photos/ --method none,blur,deepprivacy
         anoncli evaluate photos/ photos_anonymized/ --json figures.json
         anoncli evaluate in.mp4 in_anonymized.mp4
+        anoncli evaluate crowds/ --method none,mask,blur --boxes crowds.jsonl
     """
     from anoncli.evaluation.faces import Evaluator, load_identities, summarize_draws
     from anoncli.evaluation.runner import REFERENCE, evaluate_methods, faces_json, parse_method, summary_table
@@ -97,6 +107,8 @@ def evaluate(
 
     if (anonymized is None) == (methods is None):
         o.fail_usage("give either ANONYMIZED or --method (e.g. --method none,blur,deepprivacy)")
+    if boxes is not None:
+        _evaluate_coverage(originals, anonymized, methods, boxes, device, json_path, quiet)
     if originals.suffix.lower() in VIDEO_EXTENSIONS:
         if anonymized is None:
             o.fail_usage("for a video, anonymize it with `anoncli video` and give both files")
@@ -152,6 +164,44 @@ def evaluate(
         }
         json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
     raise typer.Exit(1 if any(s["missing"] for s in summaries) else 0)
+
+
+def _evaluate_coverage(
+    originals: Path,
+    anonymized: Path | None,
+    methods: str | None,
+    boxes: Path,
+    device: str,
+    json_path: Path | None,
+    quiet: bool,
+) -> None:
+    from anoncli.evaluation.coverage import coverage_summary, measure_coverage, read_boxes
+    from anoncli.evaluation.runner import REFERENCE, coverage_of_methods, coverage_table, parse_method
+
+    try:
+        marked = read_boxes(boxes)
+        resolved = resolve_device(device)
+        names = [m.strip() for m in methods.split(",") if m.strip()] if methods else []
+        for name in names:
+            base, _ = parse_method(name)
+            if base != REFERENCE and base not in METHODS.names():
+                raise UsageError(f"unknown method {base!r}; choose from none, {', '.join(METHODS.names())}")
+        if anonymized is not None:
+            results, problems = measure_coverage(marked, originals, anonymized)
+            summaries = [{"method": str(anonymized), **coverage_summary(results), "problems": problems}]
+        else:
+            announce = (lambda name: None) if quiet else (lambda name: o.say(f"anonymizing with {escape(name)}…"))
+            summaries = coverage_of_methods(originals, names, marked, resolved, announce)
+    except (UsageError, ValueError, OSError) as error:
+        o.fail_usage(str(error))
+    with o.stdout_for_data():
+        Console(width=max(Console().width, 160)).print(coverage_table(f"coverage: {originals}", summaries))
+    for summary in summaries:
+        for problem in summary["problems"]:
+            o.say(f"[yellow]{escape(summary['method'])}: {escape(problem)}[/]")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"originals": str(originals), "results": summaries}, indent=2) + "\n")
+    raise typer.Exit(1 if any(summary["problems"] for summary in summaries) else 0)
 
 
 def _evaluate_video(original: Path, anonymized: Path, device: str, json_path: Path | None) -> None:

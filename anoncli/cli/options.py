@@ -99,6 +99,7 @@ def build_anonymizer(
     device: str,
     attribute_model: str,
     mask_scale: float | None,
+    coverage: str,
     faces_from: Path | None = None,
 ) -> Anonymizer:
     """The API's Anonymizer from the options `anonymize` and `video` share; UsageError or InputError when
@@ -109,6 +110,7 @@ def build_anonymizer(
         preserve=kept,
         skin_tone=parse_skin_tone(skin_tone),
         detector=detector,
+        coverage=coverage,
         threshold=threshold,
         device=device,
         attribute_model=attribute_model,
@@ -243,7 +245,22 @@ JsonlOption = Annotated[
         "error) as it finishes.",
     ),
 ]
-DetectorOption = Annotated[str, typer.Option("--detector", help=f"Face detector: {', '.join(DETECTORS.names())}.")]
+DetectorOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--detector",
+        help=f"Use this one detector instead of --coverage's: {', '.join(DETECTORS.names())}.",
+        show_default=False,
+    ),
+]
+CoverageOption = Annotated[
+    str,
+    typer.Option(
+        "--coverage",
+        help="How hard to look for faces: strict (RetinaFace and CenterFace at thresholds for recall, dark images "
+        "also with raised contrast), balanced (both at their usual thresholds), fast (RetinaFace alone).",
+    ),
+]
 ThresholdOption = Annotated[
     Optional[float],
     typer.Option(

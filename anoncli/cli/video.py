@@ -17,7 +17,7 @@ from anoncli.api import face_finder
 from anoncli.attributes import DEFAULT_ESTIMATOR
 from anoncli.cli import options as o
 from anoncli.cli.images import finish
-from anoncli.detectors import DEFAULT_DETECTOR
+from anoncli.detectors.plans import DEFAULT_COVERAGE
 from anoncli.io.records import load_tracks, mot_rows, track_record
 from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError, plan_outputs
@@ -39,7 +39,8 @@ def video(
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
     mask_scale: o.MaskScaleOption = None,
-    detector: o.DetectorOption = DEFAULT_DETECTOR,
+    coverage: o.CoverageOption = DEFAULT_COVERAGE,
+    detector: o.DetectorOption = None,
     threshold: o.ThresholdOption = None,
     detect_every: o.DetectEveryOption = 1,
     identity_lock: Annotated[
@@ -99,7 +100,7 @@ def video(
             raise UsageError("--tracks describes one video; give exactly one video with it")
         target = o.parse_bitrate(bitrate) if bitrate else None
         anonymizer = o.build_anonymizer(
-            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale
+            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage
         )
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
@@ -145,7 +146,8 @@ def track(
     output_format: Annotated[
         TrackFormat, typer.Option("--format", help="jsonl: one record per frame; mot: MOTChallenge CSV.")
     ] = TrackFormat.jsonl,
-    detector: o.DetectorOption = DEFAULT_DETECTOR,
+    coverage: o.CoverageOption = DEFAULT_COVERAGE,
+    detector: o.DetectorOption = None,
     threshold: o.ThresholdOption = None,
     detect_every: o.DetectEveryOption = 1,
     device: o.DeviceOption = "auto",
@@ -159,7 +161,7 @@ def track(
         anoncli track in.mp4 --format mot -o in.mot.csv
     """
     try:
-        finder = face_finder(detector, threshold, device, video=True)
+        finder = face_finder(detector, threshold, device, video=True, coverage=coverage)
         info = probe_video(source)
     except ValueError as error:
         o.fail_usage(str(error))

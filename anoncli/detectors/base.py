@@ -143,6 +143,9 @@ class Detector(ABC):
     # Network inputs must have sides that are multiples of this.
     input_multiple: int = 32
     confirms_large_faces: bool = False
+    # Below this score (the detector's own default threshold) a detection searched for with a lower threshold,
+    # for recall, is covered but not confirmed as a face.
+    confident_score: float = 0.5
 
     def __init__(self, threshold: float, max_upscale: float = MAX_UPSCALE, global_side: int = GLOBAL_SIDE) -> None:
         if not 0.0 < threshold < 1.0:
@@ -172,7 +175,7 @@ class Detector(ABC):
             sizes = np.maximum(fine.boxes[:, 2] - fine.boxes[:, 0], fine.boxes[:, 3] - fine.boxes[:, 1])
             passes.append(fine.select(sizes * fine_scale <= FINE_MAX_FACE))
         merged = self._merged(passes)
-        return self._faces(merged.select(self._confirmed(image, merged)), width, height)
+        return self._faces(merged, width, height, self._confirmed(image, merged))
 
     def detect_near(self, image: np.ndarray, expected: list[Box]) -> list[Face]:
         """Faces of one image when the caller knows roughly where they are (a video's tracks): the whole-image
@@ -238,12 +241,17 @@ class Detector(ABC):
         merged = merged.select(non_max_suppression(merged.boxes, merged.scores, MERGE_IOU))
         return merged.select(not_inside_another(merged.boxes))
 
-    def _faces(self, raw: RawDetections, width: int, height: int) -> list[Face]:
-        return [self._to_face(raw, i, width, height) for i in range(len(raw.scores))]
+    def _faces(self, raw: RawDetections, width: int, height: int, confirmed: np.ndarray | None = None) -> list[Face]:
+        """Faces, each marked confirmed or not; none is dropped (covering a false alarm costs a patch of jacket,
+        dropping a real face publishes a person)."""
+        flags = raw.scores >= self.confident_score
+        if confirmed is not None:
+            flags &= confirmed
+        return [self._to_face(raw, i, width, height, bool(flags[i])) for i in range(len(raw.scores))]
 
     def _confirmed(self, image: np.ndarray, raw: RawDetections) -> np.ndarray:
-        """Mask of detections to keep: small ones as they are, large ones only if a view around them (see
-        CONFIRM_VIEWS) finds a face at the same place again."""
+        """Which detections are confirmed faces: small ones as they are, large ones only if a view around them
+        (see CONFIRM_VIEWS) finds a face at the same place again."""
         sizes = np.maximum(raw.boxes[:, 2] - raw.boxes[:, 0], raw.boxes[:, 3] - raw.boxes[:, 1])
         keep = sizes < CONFIRM_MIN_FACE if self.confirms_large_faces else np.ones(len(sizes), bool)
         large = np.flatnonzero(~keep)
@@ -296,8 +304,8 @@ class Detector(ABC):
         return RawDetections.concat(found)
 
     @staticmethod
-    def _to_face(raw: RawDetections, index: int, width: int, height: int) -> Face:
+    def _to_face(raw: RawDetections, index: int, width: int, height: int, confirmed: bool = True) -> Face:
         x1, y1, x2, y2 = raw.boxes[index].tolist()
         box = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
         landmarks = tuple((float(px), float(py)) for px, py in raw.landmarks[index])
-        return Face(box, float(raw.scores[index]), landmarks)
+        return Face(box, float(raw.scores[index]), landmarks, confirmed)

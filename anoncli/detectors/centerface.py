@@ -32,6 +32,7 @@ def dynamic_centerface_model() -> bytes:
 
 class CenterFaceDetector(Detector):
     name = "centerface"
+    confident_score = 0.4
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from anoncli.api import Anonymizer
 from anoncli.attributes import DEFAULT_ESTIMATOR, AttributeEstimator
+from anoncli.evaluation.coverage import MarkedFace, coverage_summary, measure_coverage
 from anoncli.evaluation.faces import GENERATIVE_DRAWS, Evaluation, Evaluator, measure_diversity, pair_files
 from anoncli.io.images import IMAGE_EXTENSIONS
 from anoncli.io.report import Report
@@ -66,16 +67,13 @@ def evaluate_methods(
             if name == REFERENCE:
                 samples = [pair_files(originals, originals, IMAGE_EXTENSIONS)]
             else:
-                base, kept = parse_method(name)
                 # The first judge also estimates what is to be kept.
                 judge = estimators[0] if estimators else DEFAULT_ESTIMATOR
-                anonymizer = Anonymizer(base, preserve=kept, device=device, attribute_model=judge)
+                anonymizer = method_anonymizer(name, device=device, attribute_model=judge)
                 samples = []
                 for seed in range(GENERATIVE_DRAWS) if anonymizer.method.generative else (0,):
-                    out = Path(scratch) / f"{name}-{seed}"
                     anonymizer.seed = seed
-                    tasks = plan_outputs([originals], out, IMAGE_EXTENSIONS)
-                    anonymizer.anonymize_files(tasks, Report("anonymize", {}))
+                    out = anonymize_into(anonymizer, originals, Path(scratch) / f"{name}-{seed}")
                     samples.append(pair_files(originals, out, IMAGE_EXTENSIONS))
             on_method(name)
             draws = [evaluator.evaluate(name, pairs) for pairs in samples]
@@ -83,6 +81,56 @@ def evaluate_methods(
                 measure_diversity(draws)
             runs.append(draws)
     return runs
+
+
+def method_anonymizer(name: str, **options: object) -> Anonymizer:
+    """The anonymizer of a method as `evaluate` names it (`deepprivacy+age+gender` keeps age and gender)."""
+    base, kept = parse_method(name)
+    return Anonymizer(base, preserve=kept, **options)
+
+
+def anonymize_into(anonymizer: Anonymizer, originals: Path, out: Path) -> Path:
+    """Anonymize the images under `originals` into `out` (mirrored) and return `out`."""
+    anonymizer.anonymize_files(plan_outputs([originals], out, IMAGE_EXTENSIONS), Report("anonymize", {}))
+    return out
+
+
+def coverage_of_methods(
+    originals: Path,
+    names: list[str],
+    marked: dict[str, list[MarkedFace]],
+    device: str,
+    on_method: Callable[[str], None] = lambda name: None,
+) -> list[dict]:
+    """Per method, exposed and fully covered shares of the marked faces (`none`: the originals as they are)."""
+    summaries = []
+    with tempfile.TemporaryDirectory(prefix="anoncli-coverage-") as scratch:
+        for name in names:
+            on_method(name)
+            if name == REFERENCE:
+                out = originals
+            else:
+                out = anonymize_into(method_anonymizer(name, device=device), originals, Path(scratch) / name)
+            results, problems = measure_coverage(marked, originals, out)
+            summaries.append({"method": name, **coverage_summary(results), "problems": problems})
+    return summaries
+
+
+def coverage_table(title: str, summaries: list[dict]) -> Table:
+    table = Table(title=title, caption="exposed: under half of the inner face changed; fully covered: 90 % or more")
+    views = sorted({view for summary in summaries for view in summary["by_view"]})
+    for heading in ("method", "faces", "exposed", "fully covered", *(f"exposed, {view}" for view in views)):
+        table.add_column(heading, justify="left" if heading == "method" else "right", no_wrap=True)
+    for summary in summaries:
+        per_view = [summary["by_view"].get(view) for view in views]
+        table.add_row(
+            summary["method"],
+            str(summary["faces"]),
+            f"{summary['exposed']:.1%}",
+            f"{summary['fully_covered']:.1%}",
+            *(f"{shares['exposed']:.0%} of {shares['faces']}" if shares else "" for shares in per_view),
+        )
+    return table
 
 
 def summary_table(title: str, summaries: list[dict], judges: list[str], with_fid: bool) -> Table:

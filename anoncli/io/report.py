@@ -22,6 +22,9 @@ class FileResult:
     frames: int = 1
     fallback_faces: int = 0  # faces covered by a solid mask because the method failed on them
     error: str | None = None
+    # Detections not confirmed as faces (a closer look or the score said no): covered all the same, blurred by a
+    # generative method rather than redrawn as a face.
+    unconfirmed_faces: int = 0
     notes: list[str] = field(default_factory=list)
     video: dict | None = None  # videos only: tracks, frame rates, durations, bitrates in and out
 
@@ -42,6 +45,7 @@ class Report:
             FAILED: statuses[FAILED],
             "faces": sum(result.faces for result in self.files),
             "fallback_faces": sum(result.fallback_faces for result in self.files),
+            "unconfirmed_faces": sum(result.unconfirmed_faces for result in self.files),
             "seconds": round(self.seconds, 3),
         }
 

@@ -50,6 +50,9 @@ class LoadedImage:
     error: str | None = None
     faces: list[list[Face]] | None = None  # per frame, once found
     skipped: str | None = None  # why there is nothing to do
+    anonymized: list[np.ndarray] = field(default_factory=list)  # the frames with every face replaced
+    fallback_faces: int = 0  # faces masked solid because the method failed on them
+    unconfirmed_faces: int = 0  # detections not confirmed as faces: blurred, not redrawn, by a generative method
     attributes: list[list[Attributes]] = field(default_factory=list)  # per frame and face, with --preserve
 
 
@@ -114,14 +117,14 @@ def anonymize_images(
     with ThreadPoolExecutor(settings.read_threads) as readers, ThreadPoolExecutor(1) as writer:
         writes: deque[Future[FileResult]] = deque()
         for batch in batched(_prefetched(readers, tasks, settings), settings.batch_size):
-            for loaded, frames, fallbacks in anonymize_loaded(batch, finder, method, settings, describe):
+            for loaded in anonymize_loaded(batch, finder, method, settings, describe):
                 if loaded.skipped is not None:
                     result = FileResult(loaded.task.label, SKIPPED, str(loaded.task.output), notes=[loaded.skipped])
                     writes.append(_done(result))
                 elif loaded.error is not None:
                     writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
                 else:
-                    writes.append(writer.submit(_write, loaded, frames, fallbacks))
+                    writes.append(writer.submit(_write, loaded))
             while writes and writes[0].done():
                 _record(report, on_result, writes.popleft().result())
         while writes:
@@ -141,9 +144,9 @@ def anonymize_loaded(
     method: Method,
     settings: ImageSettings,
     describe: Describer | None = None,
-) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
-    """Find (where not given), describe and anonymize the faces of a batch of decoded images: per image its
-    anonymized frames and how many faces fell back to a solid mask. Files and arrays go through here alike."""
+) -> Iterator[LoadedImage]:
+    """Find (where not given), describe and anonymize the faces of a batch of decoded images, each yielded
+    with its anonymized frames and counts. Files and arrays go through here alike."""
     for loaded in batch:
         _find_all_faces(loaded, finder)
         if describe is not None:
@@ -179,9 +182,7 @@ def _describe_all_faces(loaded: LoadedImage, describe: Describer) -> None:
         loaded.picture.notes.append(f"attributes not kept: estimating them failed: {error}")
 
 
-def _anonymize_batch(
-    batch: list[LoadedImage], method: Method, settings: ImageSettings
-) -> Iterator[tuple[LoadedImage, list[np.ndarray], int]]:
+def _anonymize_batch(batch: list[LoadedImage], method: Method, settings: ImageSettings) -> Iterator[LoadedImage]:
     """All faces of all images in the batch go through the method in one call, then back into copies."""
     jobs: list[FrameJob] = []
     owners: list[int] = []
@@ -194,26 +195,30 @@ def _anonymize_batch(
             attributes = loaded.attributes[frame_index] if loaded.attributes else None
             jobs.append(FrameJob(frame, faces, seeds, attributes))
             owners.append(image_index)
-    results = anonymize_frames(jobs, method, settings.mask_scale)
-    frames: dict[int, list[np.ndarray]] = {}
-    fallbacks: dict[int, int] = {}
-    for image_index, result in zip(owners, results):
-        frames.setdefault(image_index, []).append(result.frame)
-        fallbacks[image_index] = fallbacks.get(image_index, 0) + len(result.fallbacks)
-        batch[image_index].picture.notes.extend(result.fallbacks)
-    for image_index, loaded in enumerate(batch):
-        yield loaded, frames.get(image_index, []), fallbacks.get(image_index, 0)
+    for image_index, result in zip(owners, anonymize_frames(jobs, method, settings.mask_scale)):
+        loaded = batch[image_index]
+        loaded.anonymized.append(result.frame)
+        loaded.fallback_faces += len(result.fallbacks)
+        loaded.unconfirmed_faces += result.unconfirmed
+        loaded.picture.notes.extend(result.fallbacks)
+    for loaded in batch:
+        if loaded.unconfirmed_faces:
+            loaded.picture.notes.append(
+                f"{loaded.unconfirmed_faces} detections not confirmed as faces: blurred, no face drawn there"
+            )
+        yield loaded
 
 
-def _write(loaded: LoadedImage, frames: list[np.ndarray], fallbacks: int) -> FileResult:
-    task, picture = loaded.task, loaded.picture
+def _write(loaded: LoadedImage) -> FileResult:
+    task, picture, frames = loaded.task, loaded.picture, loaded.anonymized
     faces = sum(len(per_frame) for per_frame in loaded.faces)
-    notes = list(dict.fromkeys(picture.notes))
+    counts = {"faces": faces, "frames": len(frames), "fallback_faces": loaded.fallback_faces}
+    counts["unconfirmed_faces"] = loaded.unconfirmed_faces
     try:
         write_atomically(task.output, encode_picture(picture, frames))
     except Exception as error:  # one unwritable file must not stop the batch
-        return FileResult(task.label, FAILED, str(task.output), faces, len(frames), fallbacks, f"cannot write: {error}")
-    return FileResult(task.label, OK, str(task.output), faces, len(frames), fallbacks, notes=notes)
+        return FileResult(task.label, FAILED, str(task.output), **counts, error=f"cannot write: {error}")
+    return FileResult(task.label, OK, str(task.output), **counts, notes=list(dict.fromkeys(picture.notes)))
 
 
 def detect_images(tasks: Iterable[Task], finder: FaceFinder, settings: ImageSettings) -> Iterator[LoadedImage]:

@@ -80,6 +80,7 @@ class VideoStats:
     detections_per_track: Counter = field(default_factory=Counter)
     predicted_frames: int = 0  # frames where some face was covered by a track's prediction, not a detection
     fallback_faces: int = 0
+    unconfirmed_faces: int = 0
     audio_packets: int = 0
 
 
@@ -238,6 +239,7 @@ def anonymize_video(
         stats.faces,
         stats.frames,
         stats.fallback_faces,
+        unconfirmed_faces=stats.unconfirmed_faces,
         video={
             "tracks": stats.tracks,
             # Tracks detected on at least CONFIRMED_DETECTIONS frames: the people, without the one-off
@@ -293,6 +295,7 @@ def _anonymize_batch(
     for tracked, job, result in zip(batch, jobs, anonymize_frames(jobs, method, settings.mask_scale)):
         decoded = tracked.payload.decoded
         stats.fallback_faces += len(result.fallbacks)
+        stats.unconfirmed_faces += result.unconfirmed
         if job.faces:
             writes.append((writer.write_rgb, (result.frame, decoded.pts, info.rotation)))
         else:
