@@ -190,3 +190,10 @@ def test_help_shows_examples(tmp_path):
         result = shell(f"anoncli {command} --help", tmp_path)
         assert result.returncode == 0 and b"Examples" in result.stdout
     assert b"anoncli anonymize ./photos --method deepprivacy" in shell("anoncli --help", tmp_path).stdout
+
+
+def test_a_folder_and_a_file_inside_it_are_done_once(photos, tmp_path):
+    result = shell("anoncli anonymize photos photos/astronaut.jpg -o out --jsonl -m mask", tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    paths = [json.loads(line)["path"] for line in result.stdout.decode().splitlines()]
+    assert sorted(paths) == sorted(set(paths)) and len(paths) == 3
