@@ -71,21 +71,20 @@ def stdout_for_data() -> Iterator[None]:
 
 
 def listed_inputs(files_from: Path | None, null: bool) -> Iterator[Path]:
-    """The paths of `--files-from` (`-`: stdin), read as the run goes."""
+    """The paths of `--files-from` (`-`: stdin), read as the run goes; a file that cannot be opened is a usage
+    error now, before any work."""
     if files_from is None:
         return iter(())
-    return _read_listed(files_from, null)
-
-
-def _read_listed(files_from: Path, null: bool) -> Iterator[Path]:
-    stream: BinaryIO
     if files_from == STREAM:
-        yield from read_path_list(sys.stdin.buffer, null)
-        return
+        return read_path_list(sys.stdin.buffer, null)
     try:
         stream = files_from.open("rb")
     except OSError as error:
         raise UsageError(f"cannot read --files-from {files_from}: {error.strerror}") from None
+    return _read_and_close(stream, null)
+
+
+def _read_and_close(stream: BinaryIO, null: bool) -> Iterator[Path]:
     with stream:
         yield from read_path_list(stream, null)
 

@@ -7,6 +7,7 @@ Inputs are files, folders (searched recursively), `-` (one image on stdin) or a 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -176,12 +177,6 @@ class _Planner:
         return Task(path, target, str(path), relative, skip)
 
 
-def _all_files(inputs: list[Path], extensions: frozenset[str], listed: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
-    yield from find_files(inputs, extensions)
-    for path in listed:
-        yield None, path
-
-
 def _target(root: Path | None, path: Path, output: Path | None, input_count: int) -> tuple[Path, str]:
     """The output file and its name below the output folder (what face seeds follow)."""
     if root is None:  # listed by --files-from
@@ -226,11 +221,17 @@ def _stream_task(inputs: list[Path], listed: Iterable[Path]) -> Task:
 
 
 def plan_inputs(inputs: list[Path], extensions: frozenset[str], listed: Iterable[Path] = ()) -> Iterator[Task]:
-    for root, path in _all_files(inputs, extensions, listed):
-        if root is None:
-            relative = listed_relative(path).as_posix()
-        elif root == path:
-            relative = path.name
-        else:
-            relative = path.relative_to(root).as_posix()
-        yield Task(path, None, str(path), relative)
+    """Tasks for commands that write no file per input (`detect`): the inputs given are found now (a usage
+    error comes before any work), the `listed` ones as they are read."""
+    given = [_input_task(root, path) for root, path in find_files(inputs, extensions)]
+    return itertools.chain(given, (_input_task(None, path) for path in listed))
+
+
+def _input_task(root: Path | None, path: Path) -> Task:
+    if root is None:
+        relative = listed_relative(path).as_posix()
+    elif root == path:
+        relative = path.name
+    else:
+        relative = path.relative_to(root).as_posix()
+    return Task(path, None, str(path), relative)
