@@ -26,7 +26,7 @@ from anoncli.faces import Face
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, Picture, rgb8
 from anoncli.io.records import UserDetections
 from anoncli.io.report import FileResult, Report
-from anoncli.io.sources import Task
+from anoncli.io.sources import Task, UsageError
 from anoncli.pipeline.finder import DetectorFinder, FaceFinder, SuppliedFaces
 from anoncli.pipeline.images import ImageSettings, LoadedImage, anonymize_images, anonymize_loaded, batched
 from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_videos
@@ -109,7 +109,10 @@ class Anonymizer:
         self.detector_name = "user detections" if faces_from else detector
         self.coverage = None if faces_from else coverage
         self.threshold = threshold
-        self._supplied = SuppliedFaces(UserDetections(faces_from)) if faces_from else None
+        try:
+            self._supplied = SuppliedFaces(UserDetections(faces_from)) if faces_from else None
+        except UsageError as error:
+            raise InputError(str(error)) from None
         self._finders: dict[bool, FaceFinder] = {}
         if self._supplied is None:
             self.finder()  # a bad detector name or threshold fails here, before any work

@@ -22,7 +22,8 @@ from anoncli.faces import Box, Face, box_iou, face_size
 Payload = TypeVar("Payload")
 MATCH_IOU = 0.15
 # A detection that does not overlap a track's prediction still continues it when it lies within reach: at most
-# this many face sizes away per frame since the track was last detected, at a similar size. A face detected
+# this many face sizes away per frame since the track was last searched for, at a similar size (a face the
+# detector looked for and missed stays covered by its own prediction instead). A face detected
 # every few frames can move past its own width between detections; a new track there would leave the frames
 # in between to a prediction that stands still.
 MAX_SHIFT_PER_FRAME = 0.5
@@ -124,6 +125,9 @@ class _Track:
     score: float
     first_seen: tuple[int, Box]  # frame index and box of the first detection
     missed: int = 0
+    # Of the frames since the last detection, those on which no detector ran (`--detect-every`): only over
+    # these may the face have moved out of reach of its prediction unnoticed.
+    unsearched: int = 0
     detections: int = 1
     # Once a detection of the track was not confirmed as a face, its faces are covered but not redrawn.
     confirmed: bool = True
@@ -160,6 +164,7 @@ class FaceTracker(Generic[Payload]):
         else:
             for track in self.tracks:
                 track.missed += 1
+                track.unsearched += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for track in self.tracks:
             if track.track_id not in frame.faces:
@@ -195,7 +200,7 @@ class FaceTracker(Generic[Payload]):
             track, face = self.tracks[row], faces[col]
             gap = track.missed
             track.filter.update(face.box)
-            track.landmarks, track.score, track.missed = face.landmarks, face.score, 0
+            track.landmarks, track.score, track.missed, track.unsearched = face.landmarks, face.score, 0, 0
             track.detections += 1
             track.confirmed = track.confirmed and face.confirmed
             # The smoothed box steadies the mask, the detection is where the face is: cover both.
@@ -213,7 +218,7 @@ class FaceTracker(Generic[Payload]):
                 continue
             first_seen = (frame.index, face.box)
             track = _Track(
-                self.next_id, KalmanBox(face.box), face.landmarks, face.score, first_seen, 0, 1, face.confirmed
+                self.next_id, KalmanBox(face.box), face.landmarks, face.score, first_seen, confirmed=face.confirmed
             )
             self.next_id += 1
             self.tracks.append(track)
@@ -230,7 +235,7 @@ class FaceTracker(Generic[Payload]):
         distance = np.hypot(centres[..., 0], centres[..., 1])
         sizes = np.maximum(predicted[:, 2:] - predicted[:, :2], 1.0).max(axis=1)
         found = np.maximum(detected[:, 2:] - detected[:, :2], 1.0).max(axis=1)
-        frames = np.array([track.missed + 1 for track in self.tracks], np.float64)
+        frames = np.array([track.unsearched + 1 for track in self.tracks], np.float64)
         reach = MAX_SHIFT_PER_FRAME * sizes * frames
         ratio = found[None, :] / sizes[:, None]
         within = (distance <= reach[:, None]) & (ratio <= SIZE_RATIO) & (ratio >= 1 / SIZE_RATIO)

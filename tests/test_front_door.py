@@ -176,13 +176,21 @@ def test_outputs_get_the_mode_a_normal_write_gives(photos, tmp_path):
         "anoncli anonymize - -o out",  # stdin goes to stdout
         "anoncli anonymize photos/astronaut.jpg -o - --jsonl",  # two kinds of data on one stdout
         "anoncli anonymize photos --files-from missing.txt -o out",
+        "anoncli anonymize photos/astronaut.jpg -o - --report -",  # an image and a report on one stdout
+        "anoncli anonymize photos -o out --jsonl --report -",
+        "anoncli anonymize - --files-from - -o out",  # two readers of stdin
+        "anoncli video - -o out",
+        "anoncli detect photos/astronaut.jpg -o photos/astronaut.jpg",  # the records would overwrite the input
+        "anoncli detect photos/astronaut.jpg -o nowhere/faces.jsonl",
     ],
 )
 def test_pipeline_usage_errors(photos, tmp_path, command):
+    before = digest(photos / "astronaut.jpg")
     result = shell(command, tmp_path, stdin=b"")
     assert result.returncode == 2, (command, result.stderr.decode())
     assert b"Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+    assert digest(photos / "astronaut.jpg") == before
 
 
 def test_help_shows_examples(tmp_path):
@@ -192,8 +200,16 @@ def test_help_shows_examples(tmp_path):
     assert b"anoncli anonymize ./photos --method deepprivacy" in shell("anoncli --help", tmp_path).stdout
 
 
-def test_a_folder_and_a_file_inside_it_are_done_once(photos, tmp_path):
-    result = shell("anoncli anonymize photos photos/astronaut.jpg -o out --jsonl -m mask", tmp_path)
+@pytest.mark.parametrize("order", ["photos photos/astronaut.jpg", "photos/astronaut.jpg photos"])
+def test_a_folder_and_a_file_inside_it_are_done_once_as_part_of_the_folder(photos, tmp_path, order):
+    result = shell(f"anoncli anonymize {order} --jsonl -m mask", tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     paths = [json.loads(line)["path"] for line in result.stdout.decode().splitlines()]
     assert sorted(paths) == sorted(set(paths)) and len(paths) == 3
+    assert (tmp_path / "photos_anonymized" / "astronaut.jpg").exists()
+    assert not (photos / "astronaut_anonymized.jpg").exists(), "nothing is written into the input folder"
+
+
+def test_detect_writes_to_stdout_with_dash(photos, tmp_path):
+    result = shell("anoncli detect photos/astronaut.jpg -o - -q", tmp_path)
+    assert len(json.loads(result.stdout)["faces"]) == 1 and not (tmp_path / "-").exists()

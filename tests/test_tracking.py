@@ -69,3 +69,21 @@ def test_between_detections_the_box_leads_a_moving_face():
         boxes = [entry.face.box for entry in frames[index].faces.values()]
         shares.append(max(covered_share(box, walking(index)) for box in boxes))
     assert min(shares) >= 0.99, [round(share, 2) for share in shares]
+
+
+def test_a_face_the_detector_misses_keeps_its_own_track_beside_a_new_face():
+    """Searched for and missed (a head turning away), a face stays covered by its prediction; a new face
+    appearing a few face widths away starts its own track rather than taking the missed one's."""
+    tracker: FaceTracker[None] = FaceTracker(max_missed=25, lookahead=12)
+    frames = {}
+    still, newcomer = true_box(0, speed=0.0), (330.0, 200.0, 330.0 + SIDE, 200.0 + SIDE)
+    for index in range(20):
+        faces = [Face(still, 0.99)] if index < 5 else []
+        faces += [Face(newcomer, 0.99)] if index >= 12 else []
+        frames.update((frame.index, frame) for frame in tracker.push(None, faces))
+    frames.update((frame.index, frame) for frame in tracker.flush())
+    for index in range(20):
+        boxes = [entry.face.box for entry in frames[index].faces.values()]
+        assert max(covered_share(box, still) for box in boxes) >= 0.99, index
+        if index >= 2:  # within the lookahead before its first detection
+            assert max(covered_share(box, newcomer) for box in boxes) >= 0.99, index

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -58,12 +56,13 @@ def detect(
     """
     try:
         _need_inputs(inputs, files_from)
+        o.one_reader_of_stdin(inputs, files_from)
         tasks = plan_inputs(inputs or [], IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
         finder = face_finder(detector, threshold, device, coverage=coverage)
+        stream = o.text_output(output, inputs)
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     report = Report("detect", {"detector": detector, "threshold": threshold})
-    stream = output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout)
     settings = ImageSettings(max_megapixels=max_megapixels)
     with o.stdout_for_data(), stream as out, o.progress(None, quiet, "detecting") as advance:
         writer = csv_writer(out) if output_format is OutputFormat.csv else None
@@ -143,16 +142,17 @@ def anonymize(
     """
     try:
         _need_inputs(inputs, files_from)
-        if jsonl and (is_stream(output) or (output is None and any(map(is_stream, inputs or [])))):
-            raise UsageError("--jsonl writes to stdout, where the image goes too; give -o FOLDER")
+        image_to_stdout = is_stream(output) or (output is None and any(map(is_stream, inputs or [])))
+        o.one_kind_of_data_on_stdout(image_to_stdout, jsonl, report_path)
+        o.one_reader_of_stdin(inputs, files_from)
         tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
         anonymizer = o.build_anonymizer(
             method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage, detections
         )
+        if not quiet:
+            o.announce(method, anonymizer, output, inputs, files_from is not None)
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
-    if not quiet:
-        o.announce(method, anonymizer, output, inputs, files_from is not None)
     settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
     report = Report("anonymize", settings)
     with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:

@@ -7,9 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, BinaryIO, NoReturn, Optional
+from typing import Annotated, BinaryIO, NoReturn, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -68,6 +68,35 @@ def stdout_for_data() -> Iterator[None]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(CLOSED_PIPE_EXIT) from None
+
+
+def one_kind_of_data_on_stdout(image: bool, jsonl: bool, report: Path | None) -> None:
+    """Stdout carries one stream of data: an image, JSON lines or the report, never two mixed."""
+    kinds = [
+        name for name, used in (("the image", image), ("--jsonl", jsonl), ("--report -", is_stream(report))) if used
+    ]
+    if len(kinds) > 1:
+        raise UsageError(f"{' and '.join(kinds)} would both go to stdout; send one of them to a file")
+
+
+def one_reader_of_stdin(inputs: list[Path] | None, files_from: Path | None) -> None:
+    if is_stream(files_from) and any(map(is_stream, inputs or [])):
+        raise UsageError("`-` (an image) and --files-from - cannot both read stdin")
+
+
+def text_output(output: Path | None, inputs: list[Path] | None) -> AbstractContextManager[TextIO]:
+    """Where `detect` and `track` write their records: stdout (no -o, or `-`), else a file that is none of the
+    inputs; UsageError when it cannot be opened."""
+    if output is None or is_stream(output):
+        return nullcontext(sys.stdout)
+    if any(
+        not is_stream(path) and path.exists() and output.exists() and output.samefile(path) for path in inputs or []
+    ):
+        raise UsageError(f"-o {output} is one of the inputs; write the records elsewhere")
+    try:
+        return output.open("w", encoding="utf-8", newline="")
+    except OSError as error:
+        raise UsageError(f"cannot write -o {output}: {error.strerror}") from None
 
 
 def listed_inputs(files_from: Path | None, null: bool) -> Iterator[Path]:

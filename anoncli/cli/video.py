@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,7 +19,7 @@ from anoncli.cli.images import finish
 from anoncli.detectors.plans import DEFAULT_COVERAGE
 from anoncli.io.records import load_tracks, mot_rows, track_record
 from anoncli.io.report import FileResult, Report
-from anoncli.io.sources import Task, UsageError, plan_outputs
+from anoncli.io.sources import Task, UsageError, is_stream, plan_outputs
 from anoncli.io.video import DEFAULT_CODEC, VIDEO_EXTENSIONS, EncoderSettings, VideoReadError, probe_video
 from anoncli.pipeline.video import VideoSettings, track_video
 
@@ -92,8 +91,9 @@ def video(
     try:
         if not inputs and files_from is None:
             raise UsageError("give video files or folders, or --files-from")
-        if output is not None and str(output) == "-":
-            raise UsageError("videos are written to files: give -o FOLDER, or leave it out")
+        if is_stream(output) or any(map(is_stream, inputs or [])):
+            raise UsageError("videos are read from and written to files, not stdin or stdout")
+        o.one_kind_of_data_on_stdout(False, jsonl, report_path)
         tasks = plan_outputs(inputs or [], output, VIDEO_EXTENSIONS, o.listed_inputs(files_from, null))
         supplied = load_tracks(tracks_file) if tracks_file else None
         if supplied is not None and len(tasks) != 1:
@@ -163,12 +163,12 @@ def track(
     try:
         finder = face_finder(detector, threshold, device, video=True, coverage=coverage)
         info = probe_video(source)
-    except ValueError as error:
+        stream = o.text_output(output, [source])
+    except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     except VideoReadError as error:
         o.say(f"[red]error:[/] {escape(str(source))}: {escape(str(error))}")
         raise typer.Exit(1) from None
-    stream = output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout)
     with o.stdout_for_data(), stream as out:
         for tracked in track_video(source, info, finder, VideoSettings(detect_every=detect_every)):
             decoded = tracked.payload.decoded

@@ -52,7 +52,7 @@ def read_path_list(stream: BinaryIO, null_separated: bool) -> Iterator[Path]:
     """Paths from `--files-from`: one per line, or NUL-separated as `find -print0` writes them."""
     separator = b"\0" if null_separated else b"\n"
     pending = b""
-    while chunk := stream.read(1 << 16):
+    while chunk := stream.read1(1 << 16):  # what has arrived, without waiting for a full buffer
         pending += chunk
         *complete, pending = pending.split(separator)
         yield from _paths(complete, null_separated)
@@ -129,22 +129,27 @@ def plan_outputs(
 def iter_outputs(
     inputs: list[Path], output: Path | None, extensions: frozenset[str], listed: Iterable[Path] = ()
 ) -> Iterator[Task]:
-    """`plan_outputs` as a stream: the inputs given are all planned at the first step (so a usage error comes
-    before any work), the `listed` paths one at a time (millions never sit in memory at once)."""
+    """`plan_outputs` as a stream: the inputs given are all planned now (so a usage error comes before any
+    work), the `listed` paths one at a time as they are read (millions never sit in memory at once)."""
     if is_stream(output):
-        yield _stream_task(inputs, listed)
-        return
+        return iter([_stream_task(inputs, listed)])
     if output is not None:
         output_resolved = output.resolve()
         for root in inputs:
             if root.is_dir() and output_resolved.is_relative_to(root.resolve()):
                 raise UsageError(f"output folder {output} lies inside input folder {root}; choose another place")
     planner = _Planner(output, len(inputs))
-    given = [task for root, path in find_files(inputs, extensions) if (task := planner.task(root, path))]
-    yield from given
-    for path in listed:
-        if task := planner.task(None, path):
-            yield task
+    folders = [Path(os.path.abspath(root)) for root in inputs if not is_stream(root) and root.is_dir()]
+    # A file given beside a folder that holds it is done once, as part of the folder.
+    found = [(root, path) for root, path in find_files(inputs, extensions) if not _inside_another(root, path, folders)]
+    given = [task for root, path in found if (task := planner.task(root, path))]
+    listed_tasks = (task for path in listed if (task := planner.task(None, path)))
+    return itertools.chain(given, listed_tasks)
+
+
+def _inside_another(root: Path, path: Path, folders: list[Path]) -> bool:
+    """Whether `path`, named directly, lies in one of the input `folders`."""
+    return root == path and not is_stream(path) and any(Path(os.path.abspath(path)).is_relative_to(f) for f in folders)
 
 
 class _Planner:
