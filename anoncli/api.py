@@ -28,12 +28,11 @@ from anoncli.io.records import UserDetections
 from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError
 from anoncli.pipeline.finder import DetectorFinder, FaceFinder, SuppliedFaces
-from anoncli.pipeline.images import ImageSettings, LoadedImage, anonymize_images, anonymize_loaded, batched
+from anoncli.pipeline.images import BATCH_SIZE, ImageSettings, LoadedImage, anonymize_images, anonymize_loaded, batched
 from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_videos
 
 # What `--preserve` picks when no method is named: the method that can keep those attributes.
 DEFAULT_PRESERVING_METHOD = "deepprivacy"
-BATCH_SIZE = 8
 
 
 class InputError(ValueError):

@@ -1,10 +1,10 @@
 """Coverage against faces a person marked: was each face's inner part changed enough that nobody is left
 recognisable? Independent of any detector, so the faces a detector misses count.
 
-A face's inner part is the central INNER_SHARE of its marked box; a pixel there counts as changed when one of
-its channels moved by at least CHANGED_LEVEL (re-encoding alone moves few pixels that far). A face is
-**exposed** when under half of its inner part changed, **fully covered** when at least 90 % did. Faces under
-MIN_FACE pixels (the box's larger side) are left out: too small to recognise.
+A face's inner part is the central 60 % of its marked box (`evaluation.faces.face_core`); a pixel there counts
+as changed when one of its channels moved by at least CHANGED_LEVEL (re-encoding alone moves few pixels that
+far). A face is **exposed** when under half of its inner part changed, **fully covered** when at least 90 % did.
+Faces under MIN_FACE pixels (the box's larger side) are left out: too small to recognise.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from anoncli.evaluation.faces import face_core
 from anoncli.faces import Box, Face, face_size
 from anoncli.io.images import read_picture, rgb8
 
-INNER_SHARE = 0.6
 CHANGED_LEVEL = 10
 EXPOSED_BELOW = 0.5
 COVERED_FROM = 0.9
@@ -85,16 +85,12 @@ def _read_wider(path: Path, text: str) -> dict[str, list[MarkedFace]]:
 
 
 def changed_share(original: np.ndarray, anonymized: np.ndarray, box: Box) -> float:
-    """The share of the box's inner part where a pixel changed (RGB uint8 images of one size)."""
-    x1, y1, x2, y2 = box
-    margin_x, margin_y = (x2 - x1) * (1 - INNER_SHARE) / 2, (y2 - y1) * (1 - INNER_SHARE) / 2
-    height, width = original.shape[:2]
-    left, right = max(0, round(x1 + margin_x)), min(width, round(x2 - margin_x))
-    top, bottom = max(0, round(y1 + margin_y)), min(height, round(y2 - margin_y))
-    if right <= left or bottom <= top:
+    """The share of the box's inner part (`face_core`, as `evaluate` measures change) where a pixel changed, in
+    RGB uint8 images of one size."""
+    core = face_core(Face(box, 1.0))
+    before, after = original[core].astype(np.int16), anonymized[core].astype(np.int16)
+    if before.size == 0:
         return 1.0  # nothing of the face lies inside the image
-    before = original[top:bottom, left:right].astype(np.int16)
-    after = anonymized[top:bottom, left:right].astype(np.int16)
     return float((np.abs(after - before).max(axis=2) >= CHANGED_LEVEL).mean())
 
 

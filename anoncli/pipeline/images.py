@@ -27,13 +27,14 @@ from anoncli.io.sources import Task
 from anoncli.pipeline.finder import FaceFinder
 
 MIN_FACE_SIDE = 2.0
+BATCH_SIZE = 8  # images whose faces go to the method together
 Item = TypeVar("Item")
 
 
 @dataclass
 class ImageSettings:
     mask_scale: float = 1.3
-    batch_size: int = 8
+    batch_size: int = BATCH_SIZE
     keep_metadata: bool = False
     overwrite: bool = False
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
