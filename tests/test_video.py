@@ -97,8 +97,10 @@ def test_frames_the_detector_misses_are_still_covered(clips, tmp_path, cli):
 
 
 def test_track_gives_one_stable_id_and_marks_predictions(clips, tmp_path, cli):
+    # RetinaFace alone: the strict plan's CenterFace finds the smeared face at scores near its threshold, so
+    # whether frame 21 is a detection or a prediction would depend on the onnxruntime build.
     out = tmp_path / "tracks.jsonl"
-    assert cli("track", clips / "detector_misses.mp4", "-o", out).exit_code == 0
+    assert cli("track", clips / "detector_misses.mp4", "-o", out, "--detector", "retinaface").exit_code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(45))
     assert all(len(r["faces"]) >= 1 for r in records)
