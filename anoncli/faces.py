@@ -3,6 +3,7 @@ around faces."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,10 +52,12 @@ class Face:
     @classmethod
     def from_json(cls, record: dict) -> Face:
         box = record["box"]
-        if len(box) != 4 or not box[2] > box[0] or not box[3] > box[1]:
-            raise ValueError(f"box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {box}")
+        if len(box) != 4 or not all(map(math.isfinite, box)) or not box[2] > box[0] or not box[3] > box[1]:
+            raise ValueError(f"box must be [x1, y1, x2, y2] of finite numbers with x2 > x1 and y2 > y1, got {box}")
         points = record.get("landmarks")
         landmarks = None if not points else tuple((float(x), float(y)) for x, y in points)
+        if landmarks and not all(math.isfinite(v) for point in landmarks for v in point):
+            raise ValueError(f"landmarks must be finite numbers, got {points}")
         confirmed = bool(record.get("confirmed", True))
         return cls(tuple(float(v) for v in box), float(record.get("score", 1.0)), landmarks, confirmed)
 

@@ -145,3 +145,25 @@ def test_images_missing_from_the_detections_file_fail_instead_of_passing_unmaske
     assert result.exit_code == 1
     assert read_report(report)["totals"]["failed"] == 5
     assert not list((tmp_path / "out").rglob("*.jpg"))
+
+
+def test_a_non_finite_box_fails_its_own_image_and_the_batch_goes_on(photos, tmp_path, cli):
+    detections = tmp_path / "faces.jsonl"
+    cli("detect", photos, "-o", detections, "--coverage", "fast")
+    records = [json.loads(line) for line in detections.read_text().splitlines()]
+    spoiled = next(r for r in records if r["path"].endswith("astronaut.jpg"))
+    spoiled["faces"][0]["box"][2] = float("inf")  # json writes it as Infinity, which json reads back
+    detections.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out, report = tmp_path / "out", tmp_path / "report.json"
+
+    result = cli("anonymize", photos, "-o", out, "--method", "mask", "--detections", detections, "--report", report)
+
+    assert result.exit_code == 1
+    assert (
+        "Infinity" in detections.read_text()
+        and "finite" in result.output
+        and f"[{spoiled['faces'][0]['box'][0]}" in result.output
+    )
+    by_name = {Path(entry["path"]).name: entry for entry in read_report(report)["files"]}
+    assert by_name["astronaut.jpg"]["status"] == "failed" and not (out / "astronaut.jpg").exists()
+    assert sum(entry["status"] == "ok" for entry in by_name.values()) == len(records) - 1

@@ -63,6 +63,11 @@ def make_broken(folder) -> dict[str, str]:
     (folder / "notes.png").write_text("this is not an image\n")
     (folder / "garbage.jpg").write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 20)
     (folder / "dangling.jpg").symlink_to(folder / "gone.jpg")
+    (folder / "loop_a.jpg").symlink_to(folder / "loop_b.jpg")
+    (folder / "loop_b.jpg").symlink_to(folder / "loop_a.jpg")
+    # Names that read as rich markup must still be printed as they are.
+    (folder / "x[red]bad.jpg").write_text("not a picture\n")
+    (folder / "[b].jpg").write_bytes(b"")
     # A 1-bit PNG of 16000×10000 is small on disk and 160 MP when decoded: a decompression bomb.
     bomb = io.BytesIO()
     Image.new("1", (16000, 10000)).save(bomb, format="PNG")
@@ -73,6 +78,10 @@ def make_broken(folder) -> dict[str, str]:
         "notes.png": "not an image",
         "garbage.jpg": "",
         "dangling.jpg": "cannot read",
+        "loop_a.jpg": "symbolic links",
+        "loop_b.jpg": "symbolic links",
+        "x[red]bad.jpg": "not an image",
+        "[b].jpg": "empty file",
         "bomb.png": "--max-megapixels",
     }
 
@@ -92,7 +101,7 @@ def test_mixed_folder_of_awkward_and_broken_files(tmp_path, cli, detector):
     for name, phrase in broken.items():
         assert by_name[name]["status"] == "failed"
         assert phrase in by_name[name]["error"]
-        assert name in result.output, "each bad file gets its own message"
+        assert f"{name}:" in result.output, "each bad file gets its own message, its name printed as it is"
         assert not (out / "broken" / name).exists()
 
     reference = load_rgb(SAMPLE_DATA / "astronaut.jpg")

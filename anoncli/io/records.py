@@ -53,6 +53,7 @@ class UserDetections:
 
     def __init__(self, path: Path) -> None:
         self._faces: dict[tuple[Path, int], list[Face]] = {}
+        self._unusable: dict[tuple[Path, int], str] = {}  # a bad face fails its own image, not the run
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as error:
@@ -63,12 +64,18 @@ class UserDetections:
             try:
                 record = json.loads(line)
                 key = (Path(record["path"]).resolve(), int(record.get("frame", 0)))
-                self._faces.setdefault(key, []).extend(Face.from_json(face) for face in record["faces"])
-            except (ValueError, KeyError, TypeError) as error:
+                faces = record["faces"]
+            except (ValueError, KeyError, TypeError, OSError) as error:
                 raise UsageError(f"{path}, line {number}: not a detection record ({error})") from None
+            try:
+                self._faces.setdefault(key, []).extend(Face.from_json(face) for face in faces)
+            except (ValueError, KeyError, TypeError) as error:
+                self._unusable[key] = f"{path}, line {number}: unusable face ({error})"
 
     def faces(self, image: Path, frame: int) -> list[Face]:
         key = (image.resolve(), frame)
+        if key in self._unusable:
+            raise ValueError(self._unusable[key])
         if key not in self._faces:
             raise LookupError("no detections for this image in the --detections file")
         return self._faces[key]

@@ -170,7 +170,7 @@ def _find_all_faces(loaded: LoadedImage, finder: FaceFinder) -> None:
         ]
         loaded.faces = [[f for f in faces if f.width >= MIN_FACE_SIDE and f.height >= MIN_FACE_SIDE] for faces in found]
     except Exception as error:  # a file whose faces cannot be found must not be written
-        loaded.error = f"face detection failed: {error}"
+        loaded.error = f"faces not found: {error}"
 
 
 def _describe_all_faces(loaded: LoadedImage, describe: Describer) -> None:
