@@ -83,3 +83,15 @@ def render_clip(
                 chunk.sample_rate, chunk.pts = 48000, start
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))
+
+
+def remux_with_index_first(source: Path, target: Path) -> None:
+    """Copy `source`'s streams into an MP4 whose index comes before the media (`movflags=+faststart`), the
+    layout in which a cut-off file still opens and announces its full length."""
+    with av.open(str(source)) as reading, av.open(str(target), "w", options={"movflags": "+faststart"}) as writing:
+        streams = {stream.index: writing.add_stream_from_template(stream) for stream in reading.streams}
+        for packet in reading.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            writing.mux(packet)

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clips import face_box, render_clip, upright_frame
+from clips import face_box, remux_with_index_first, render_clip, upright_frame
 
 from anoncli.anonymizers.baselines import Pixelate
 from anoncli.api import face_finder
@@ -17,7 +17,7 @@ from anoncli.detectors import create_detector
 from anoncli.io.sources import Task
 from anoncli.io.video import decode_frames, probe_video
 from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_video
-from conftest import SHARED_DATA, face_core, read_report
+from conftest import SAMPLE_DATA, SHARED_DATA, face_core, read_report
 
 REAL_CLIP = SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4"
 
@@ -122,19 +122,41 @@ def test_bad_videos_fail_alone_and_reruns_resume(clips, tmp_path, cli):
     (folder / "truncated.mp4").write_bytes(good[: len(good) // 4])
     (folder / "empty.mov").write_bytes(b"")
     (folder / "text.mkv").write_text("not a video")
+    (folder / "photo.mp4").write_bytes((SAMPLE_DATA / "astronaut.jpg").read_bytes())
+    remux_with_index_first(clips / "ntsc_with_audio.mp4", tmp_path / "index_first.mp4")
+    index_first = (tmp_path / "index_first.mp4").read_bytes()
+    (folder / "cut_after_index.mp4").write_bytes(index_first[: len(index_first) // 2])
     out, report = tmp_path / "out", tmp_path / "report.json"
     result = cli("video", folder, "-o", out, "--method", "mask", "--report", report)
     assert result.exit_code == 1
     by_name = {Path(f["path"]).name: f for f in read_report(report)["files"]}
-    assert by_name["good.mp4"]["status"] == "ok"
-    for name in ("truncated.mp4", "empty.mov", "text.mkv"):
+    assert by_name["good.mp4"]["status"] == "ok" and not by_name["good.mp4"]["video"]["truncated"]
+    for name in ("truncated.mp4", "empty.mov", "text.mkv", "photo.mp4", "cut_after_index.mp4"):
         assert by_name[name]["status"] == "failed" and by_name[name]["error"], name
         assert name in result.output
         assert not (out / name).exists()
+    assert "still image (JPEG)" in by_name["photo.mp4"]["error"]
+    assert "truncated: the container announces 45 frames" in by_name["cut_after_index.mp4"]["error"]
     assert not list(out.rglob("*.anoncli-tmp"))
+
+    cut = folder / "cut_after_index.mp4"
+    result = cli("video", cut, "-o", out, "--method", "mask", "--report", report, "--allow-truncated")
+    assert result.exit_code == 0 and "warning" in result.output
+    written = read_report(report)["files"][0]
+    assert written["video"]["truncated"] and "truncated" in written["notes"][0]
+    assert 0 < written["video"]["frames_out"] < written["video"]["frames_in"] == 45
+    tracked = cli("track", cut, "-o", tmp_path / "cut.jsonl")
+    assert tracked.exit_code == 1 and "truncated" in tracked.output
 
     assert cli("video", folder / "good.mp4", "-o", out, "--report", report).exit_code == 0
     assert read_report(report)["totals"]["skipped"] == 1
+
+
+@pytest.mark.parametrize("args", [["--crf", "99"], ["--codec", "nope"], ["--codec", "aac"]])
+def test_bad_encoder_settings_are_usage_errors_before_any_work(args, clips, tmp_path, cli):
+    result = cli("video", clips / "ntsc_with_audio.mp4", "-o", tmp_path / "out", *args)
+    assert result.exit_code == 2 and args[1] in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_real_footage_keeps_bitrate_frames_and_audio(tmp_path, cli):

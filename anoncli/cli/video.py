@@ -21,7 +21,7 @@ from anoncli.io.records import load_tracks, mot_rows, track_record
 from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError, is_stream, plan_outputs
 from anoncli.io.video import DEFAULT_CODEC, VIDEO_EXTENSIONS, EncoderSettings, VideoReadError, probe_video
-from anoncli.pipeline.video import VideoSettings, track_video
+from anoncli.pipeline.video import DecodedSpan, VideoSettings, track_video
 
 
 class TrackFormat(StrEnum):
@@ -59,7 +59,9 @@ def video(
     ] = None,
     crf: Annotated[
         Optional[float],
-        typer.Option("--crf", help="Constant quality instead of a bitrate (x264: 0–51).", show_default=False),
+        typer.Option(
+            "--crf", help="Constant quality instead of a bitrate (x264: 0–51, lower is better).", show_default=False
+        ),
     ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Frames whose faces go to the method together.")
@@ -71,6 +73,14 @@ def video(
         typer.Option("--keep-metadata", help="Keep all container metadata (default: drop location and device tags)."),
     ] = False,
     overwrite: o.OverwriteOption = False,
+    allow_truncated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-truncated",
+            help="Write the frames that decode of a video shorter than its container says (flagged in the "
+            "report) instead of failing it.",
+        ),
+    ] = False,
     skin_tone: o.SkinToneOption = "keep",
     attribute_model: o.AttributeModelOption = DEFAULT_ESTIMATOR,
     quiet: o.QuietOption = False,
@@ -99,6 +109,7 @@ def video(
         if supplied is not None and len(tasks) != 1:
             raise UsageError("--tracks describes one video; give exactly one video with it")
         target = o.parse_bitrate(bitrate) if bitrate else None
+        encoder = EncoderSettings(codec=codec, bitrate=target, crf=crf, keep_metadata=keep_metadata)
         anonymizer = o.build_anonymizer(
             method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage
         )
@@ -111,7 +122,8 @@ def video(
         detect_every=detect_every,
         identity_lock=identity_lock,
         overwrite=overwrite,
-        encoder=EncoderSettings(codec=codec, bitrate=target, crf=crf, keep_metadata=keep_metadata),
+        allow_truncated=allow_truncated,
+        encoder=encoder,
     )
     report_settings = {
         **anonymizer.report_settings(),
@@ -132,6 +144,8 @@ def video(
     def on_result(result: FileResult) -> None:
         bar.close()
         o.report_failure(result)
+        if result.video and result.video["truncated"]:
+            o.say(f"[yellow]warning:[/] {escape(result.path)}: {escape(result.notes[0])}")
         if jsonl:
             print(o.jsonl_line(result), flush=True)
 
@@ -169,12 +183,17 @@ def track(
     except VideoReadError as error:
         o.say(f"[red]error:[/] {escape(str(source))}: {escape(str(error))}")
         raise typer.Exit(1) from None
+    decoded_span = DecodedSpan()
     with o.stdout_for_data(), stream as out:
         for tracked in track_video(source, info, finder, VideoSettings(detect_every=detect_every)):
             decoded = tracked.payload.decoded
+            decoded_span.add(decoded)
             faces = [(entry.track_id, entry.face, entry.detected) for entry in tracked.faces.values()]
             if output_format is TrackFormat.mot:
                 out.writelines(mot_rows(tracked.index, faces))
             else:
                 seconds = float(decoded.frame.time) if decoded.frame.time is not None else None
                 out.write(json.dumps(track_record(tracked.index, seconds, faces)) + "\n")
+    if truncation := decoded_span.shortfall(info):
+        o.say(f"[red]error:[/] {escape(str(source))}: {escape(truncation)} (the records cover those)")
+        raise typer.Exit(1)

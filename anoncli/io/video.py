@@ -19,6 +19,8 @@ import numpy as np
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts"})
 DEFAULT_CODEC = "libx264"
+X264_HIGHEST_CRF = 51  # x264 and x265; the VPx and AV1 encoders go to 63
+HIGHEST_CRF = 63
 # Tags that locate a person or identify their device are dropped unless --keep-metadata.
 PERSONAL_TAG = re.compile(r"location|gps|iso6709|serial|make|model|software|device|camera|lens", re.IGNORECASE)
 
@@ -67,6 +69,9 @@ def probe_video(path: Path) -> VideoInfo:
                 raise VideoReadError("no video stream in this file")
             stream = container.streams.video[0]
             context = stream.codec_context
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                kind = context.name.upper().removeprefix("MJPEG").strip() or "JPEG"
+                raise VideoReadError(f"a still image ({kind}), not a video: use `anoncli anonymize` for it")
             fps = stream.average_rate or stream.guessed_rate or Fraction(25)
             duration = _duration_seconds(container, stream)
             info = VideoInfo(
@@ -132,6 +137,18 @@ class EncoderSettings:
     crf: float | None = None
     preset: str = "veryfast"
     keep_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        """Bad settings fail here, before any video is opened, rather than once per file."""
+        try:
+            encoder = av.codec.Codec(self.codec, "w")
+        except ValueError:
+            raise ValueError(f"--codec {self.codec}: FFmpeg has no encoder of that name") from None
+        if encoder.type != "video":
+            raise ValueError(f"--codec {self.codec}: an {encoder.type} encoder, not a video one")
+        highest = X264_HIGHEST_CRF if encoder.name in ("libx264", "libx265") else HIGHEST_CRF
+        if self.crf is not None and not 0 <= self.crf <= highest:
+            raise ValueError(f"--crf {self.crf:g}: {encoder.name} takes 0–{highest}")
 
 
 class VideoWriter:

@@ -69,6 +69,7 @@ class VideoSettings:
     full_detection_seconds: float = 0.2  # a full search at least this often; at most the lookahead
     identity_lock: bool = True
     overwrite: bool = False
+    allow_truncated: bool = False  # write what decodes of a video shorter than its container says, flagged
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
 
 
@@ -82,6 +83,34 @@ class VideoStats:
     fallback_faces: int = 0
     unconfirmed_faces: int = 0
     audio_packets: int = 0
+    decoded_span: DecodedSpan = field(default_factory=lambda: DecodedSpan())
+
+
+@dataclass
+class DecodedSpan:
+    """How much of a video decoded: frames, and the times of the first and last of them."""
+
+    frames: int = 0
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, decoded: DecodedFrame) -> None:
+        self.frames += 1
+        if decoded.frame.time is not None:
+            self.first = decoded.frame.time if self.first is None else self.first
+            self.last = decoded.frame.time
+
+    def shortfall(self, info: VideoInfo) -> str | None:
+        """Why the decoded frames fall short of what the container announces (a truncated or damaged file),
+        or None when they do not. One frame interval of slack on the duration for a last frame's own length."""
+        interval = 1 / float(info.fps) if info.fps else 0.04
+        seconds = 0.0 if self.first is None or self.last is None else self.last - self.first + interval
+        if self.frames >= info.frames and seconds >= info.duration - 2 * interval:
+            return None
+        return (
+            f"truncated: the container announces {info.frames} frames ({info.duration:.2f} s), only "
+            f"{self.frames} frames ({seconds:.2f} s) could be decoded"
+        )
 
 
 def tracker_for(info: VideoInfo, settings: VideoSettings) -> FaceTracker:
@@ -200,6 +229,7 @@ def anonymize_video(
         return FileResult(task.label, FAILED, str(task.output), error=str(error))
     temporary = temporary_beside(task.output)
     stats = VideoStats()
+    truncation: str | None = None
     writer = None
     encoder = ThreadPoolExecutor(1)  # encoding overlaps with detecting and anonymizing the next frames
     in_flight: Future | None = None
@@ -219,6 +249,9 @@ def anonymize_video(
             on_frame(stats.frames, info.frames)
         if in_flight is not None:
             in_flight.result()
+        truncation = stats.decoded_span.shortfall(info)
+        if truncation and not settings.allow_truncated:
+            raise VideoReadError(f"{truncation}; --allow-truncated writes them, flagged in the report")
         writer.close()
         stats.audio_packets = writer.audio_copied
         writer = None
@@ -240,7 +273,9 @@ def anonymize_video(
         stats.frames,
         stats.fallback_faces,
         unconfirmed_faces=stats.unconfirmed_faces,
+        notes=[truncation] if truncation else [],
         video={
+            "truncated": truncation is not None,
             "tracks": stats.tracks,
             # Tracks detected on at least CONFIRMED_DETECTIONS frames: the people, without the one-off
             # detections that are covered all the same.
@@ -301,6 +336,7 @@ def _anonymize_batch(
         else:
             writes.append((writer.write, (decoded.frame, decoded.pts)))
         stats.frames += 1
+        stats.decoded_span.add(decoded)
     return writes
 
 
