@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from PIL import Image
 
 from anoncli.faces import Face, box_iou
 from anoncli.io.images import IMAGE_EXTENSIONS
+from anoncli.io.sink import remove_stale_temporaries, temporary_beside
 from conftest import ANNOTATED, SAMPLE_DATA, assert_anonymized, load_rgb, read_report
 
 EXIF_MAKE, EXIF_GPS_IFD, EXIF_GPS_LATITUDE = 0x010F, 0x8825, 2
@@ -167,3 +170,24 @@ def test_a_non_finite_box_fails_its_own_image_and_the_batch_goes_on(photos, tmp_
     by_name = {Path(entry["path"]).name: entry for entry in read_report(report)["files"]}
     assert by_name["astronaut.jpg"]["status"] == "failed" and not (out / "astronaut.jpg").exists()
     assert sum(entry["status"] == "ok" for entry in by_name.values()) == len(records) - 1
+
+
+def test_only_temporary_files_whose_writer_is_gone_are_removed(tmp_path):
+    live = temporary_beside(tmp_path / "a.jpg")  # this test's own: its writer still runs
+    made_by_a_finished_process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from pathlib import Path; from anoncli.io.sink import temporary_beside as t; "
+            f"print(t(Path({str(tmp_path / 'sub' / 'b.jpg')!r})))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    someone_elses = tmp_path / ".b.jpg.swp"
+    someone_elses.write_text("an editor's file")
+
+    assert remove_stale_temporaries(tmp_path, {"a.jpg"}) == []
+    assert remove_stale_temporaries(tmp_path) == [Path(made_by_a_finished_process)]
+    assert live.exists() and someone_elses.exists()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -231,3 +236,32 @@ def test_faces_walking_between_sparse_detections_stay_covered(tmp_path, cli):
         faces = [face for face in detector.detect(frame.upright_rgb(0)) if face.score >= 0.9 and face.size >= 20]
         left += [(frame.index, face.box) for face in faces]
     assert left == []
+
+
+def start_anoncli(*args) -> subprocess.Popen:
+    """The installed `anoncli` as its own process, to be interrupted the way a user or a scheduler would."""
+    anoncli = Path(sys.executable).parent / "anoncli"
+    return subprocess.Popen([str(anoncli), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the moment came"
+        time.sleep(0.02)
+
+
+def test_a_run_killed_mid_write_leaves_a_temporary_file_the_next_run_removes(clips, tmp_path):
+    out = tmp_path / "out"
+    args = ("video", clips / "ntsc_with_audio.mp4", "-o", out, "--method", "mask", "--coverage", "fast")
+    killed = start_anoncli(*args)
+    wait_for(lambda: any(path.stat().st_size for path in out.glob(".*.anoncli-tmp")), killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    left = list(out.glob(".*.anoncli-tmp"))
+    assert len(left) == 1 and not (out / "ntsc_with_audio.mp4").exists()
+
+    rerun = start_anoncli(*args)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0 and b"removed 1 half-written file" in stderr
+    assert not left[0].exists() and (out / "ntsc_with_audio.mp4").exists()

@@ -153,6 +153,7 @@ def anonymize(
             o.announce(method, anonymizer, output, inputs, files_from is not None)
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
+    o.remove_leftovers(inputs, output, quiet)
     settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
     report = Report("anonymize", settings)
     with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:

@@ -22,7 +22,8 @@ from anoncli.attributes import ATTRIBUTE_NAMES, ESTIMATORS
 from anoncli.detectors import DETECTORS
 from anoncli.device import DEVICES
 from anoncli.io.report import FAILED, FileResult
-from anoncli.io.sources import STREAM, UsageError, default_output, is_stream, read_path_list
+from anoncli.io.sink import remove_stale_temporaries
+from anoncli.io.sources import STREAM, UsageError, default_output, is_stream, output_places, read_path_list
 
 # 128 + SIGPIPE: what a shell reports for a program whose reader went away.
 CLOSED_PIPE_EXIT = 141
@@ -43,6 +44,17 @@ def fail_usage(message: str) -> NoReturn:
 def report_failure(result: FileResult) -> None:
     if result.status == FAILED:
         errors.print(f"[red]error:[/] {escape(result.path)}: {escape(result.error or '')}")
+
+
+def remove_leftovers(inputs: list[Path] | None, output: Path | None, quiet: bool) -> None:
+    """Remove the half-written files interrupted runs left where this run writes, and say so."""
+    removed = [
+        path
+        for folder, names in output_places(inputs or [], output).items()
+        for path in remove_stale_temporaries(folder, names)
+    ]
+    if removed and not quiet:
+        say(f"removed {len(removed)} half-written file(s) an interrupted run left, such as {escape(str(removed[0]))}")
 
 
 def jsonl_line(result: FileResult) -> str:

@@ -117,6 +117,7 @@ def video(
         o.fail_usage(str(error))
     if not quiet:
         o.announce(method, anonymizer, output, inputs, files_from is not None)
+    o.remove_leftovers(inputs, output, quiet)
     settings = VideoSettings(
         batch_size=batch_size,
         detect_every=detect_every,

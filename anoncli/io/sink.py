@@ -4,22 +4,34 @@ through, and `-` meaning standard output."""
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 import sys
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
 from anoncli.io.sources import is_stream
 
-# Half-written files are named `.NAME.RANDOM.anoncli-tmp` beside their target until they are complete.
+# Half-written files are named `.NAME.HOST-PID.RANDOM.anoncli-tmp` beside their target until they are
+# complete; the host and process say whether the writer still lives.
 TEMPORARY_SUFFIX = ".anoncli-tmp"
+_TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.(?P<host>[^.]*)-(?P<pid>\d+)\.[^.]+" + re.escape(TEMPORARY_SUFFIX))
+# A temporary file from another host (a shared disk) is left to its writer unless it is this old.
+STALE_ELSEWHERE_SECONDS = 24 * 3600
+
+
+def _this_host() -> str:
+    return socket.gethostname().replace(".", "_")
 
 
 def temporary_beside(path: Path) -> Path:
     """A new, empty temporary file in `path`'s folder (created, with its parents), to be renamed onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    prefix = f".{path.name}.{_this_host()}-{os.getpid()}."
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(handle)
     os.chmod(name, new_file_mode())
     return Path(name)
@@ -61,3 +73,45 @@ def new_file_mode() -> int:
     current = os.umask(0o022)  # no /proc: read the umask the only other way, and put it back at once
     os.umask(current)
     return 0o666 & ~current
+
+
+def is_stale_temporary(path: Path) -> bool:
+    """Whether `path` is a temporary file of this tool whose writer is gone: a process of this host that no
+    longer runs, or a writer elsewhere that has not touched it for STALE_ELSEWHERE_SECONDS."""
+    match = _TEMPORARY_NAME.fullmatch(path.name)
+    if match is None:
+        return False
+    if match["host"] == _this_host():
+        try:
+            os.kill(int(match["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # alive, under another user
+            return False
+        return False
+    try:
+        return time.time() - path.lstat().st_mtime > STALE_ELSEWHERE_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(folder: Path, names: set[str] | None = None) -> list[Path]:
+    """Remove what interrupted runs left half-written: with `names`, the stale temporary files of those
+    outputs directly in `folder`; without, every stale temporary file in `folder`'s tree. Returns them."""
+    if names is None:
+        candidates = (Path(top) / name for top, _, files in os.walk(folder) for name in files)
+    else:
+        try:
+            candidates = (entry for entry in folder.iterdir() if entry.name.startswith("."))
+        except OSError:
+            return []
+    removed = []
+    for path in candidates:
+        match = _TEMPORARY_NAME.fullmatch(path.name)
+        if match and (names is None or match["target"] in names) and is_stale_temporary(path):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass  # gone already, or not ours to remove: the run goes on
+    return removed

@@ -112,6 +112,27 @@ def default_output(root: Path) -> Path:
     return root.with_name(f"{root.stem}{DEFAULT_SUFFIX}{root.suffix}")
 
 
+def output_places(inputs: list[Path], output: Path | None) -> dict[Path, set[str] | None]:
+    """Where the outputs of the given `inputs` land: folder → None when the folder's whole tree is this
+    tool's output, or the names of this run's outputs in a folder that holds other files too."""
+    if is_stream(output):
+        return {}
+    if output is not None:
+        return {output: None}
+    places: dict[Path, set[str] | None] = {}
+    for root in inputs:
+        if is_stream(root):
+            continue
+        target = default_output(root)
+        if root.is_dir():
+            places[target] = None
+        else:
+            names = places.setdefault(target.parent, set())
+            if names is not None:
+                names.add(target.name)
+    return places
+
+
 def plan_outputs(
     inputs: list[Path], output: Path | None, extensions: frozenset[str], listed: Iterable[Path] = ()
 ) -> list[Task]:
