@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +137,16 @@ def read_report(path: Path) -> dict:
 def held_out_utkface(count: int) -> list[tuple[Path, Attributes]]:
     """Labelled UTKFace chips that training never used (the 5 % held out by file name), spread over all ages."""
     return held_out_labelled(UTKFACE, count)
+
+
+def start_anoncli(*args) -> subprocess.Popen:
+    """The installed `anoncli` as its own process, to be interrupted the way a user or a scheduler would."""
+    anoncli = Path(sys.executable).parent / "anoncli"
+    return subprocess.Popen([str(anoncli), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the moment came"
+        time.sleep(0.02)

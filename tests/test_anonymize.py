@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 from anoncli.faces import Face, box_iou
 from anoncli.io.images import IMAGE_EXTENSIONS
 from anoncli.io.sink import remove_stale_temporaries, temporary_beside
-from conftest import ANNOTATED, SAMPLE_DATA, assert_anonymized, load_rgb, read_report
+from conftest import ANNOTATED, SAMPLE_DATA, assert_anonymized, load_rgb, read_report, start_anoncli, wait_for
 
 EXIF_MAKE, EXIF_GPS_IFD, EXIF_GPS_LATITUDE = 0x010F, 0x8825, 2
 
@@ -191,3 +192,25 @@ def test_only_temporary_files_whose_writer_is_gone_are_removed(tmp_path):
     assert remove_stale_temporaries(tmp_path, {"a.jpg"}) == []
     assert remove_stale_temporaries(tmp_path) == [Path(made_by_a_finished_process)]
     assert live.exists() and someone_elses.exists()
+
+
+def test_ctrl_c_stops_the_run_with_a_report_of_what_was_done(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for number in range(40):
+        shutil.copy(SAMPLE_DATA / "astronaut.jpg", folder / f"{number:02}.jpg")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    run = start_anoncli("anonymize", folder, "-o", out, "--coverage", "fast", "--batch-size", "2", "--report", report)
+    wait_for(lambda: (out / "01.jpg").exists(), run)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+
+    assert run.returncode == 130 and b"interrupted" in stderr and b"Traceback" not in stderr
+    totals = read_report(report)["totals"]
+    written = sorted(path.name for path in out.glob("*.jpg"))
+    assert totals["interrupted"] and totals["ok"] == len(written) and 2 <= len(written) < 40
+    assert totals["left"] == 40 - totals["files"] > 0
+    assert not list(out.glob(".*.anoncli-tmp"))
+    resumed = start_anoncli("anonymize", folder, "-o", out, "--coverage", "fast", "--report", report)
+    assert resumed.wait(timeout=300) == 0
+    assert read_report(report)["totals"]["skipped"] == len(written)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +18,7 @@ from anoncli.detectors import create_detector
 from anoncli.io.sources import Task
 from anoncli.io.video import decode_frames, probe_video
 from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_video
-from conftest import SAMPLE_DATA, SHARED_DATA, face_core, read_report
+from conftest import SAMPLE_DATA, SHARED_DATA, face_core, read_report, start_anoncli, wait_for
 
 REAL_CLIP = SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4"
 
@@ -238,19 +234,6 @@ def test_faces_walking_between_sparse_detections_stay_covered(tmp_path, cli):
     assert left == []
 
 
-def start_anoncli(*args) -> subprocess.Popen:
-    """The installed `anoncli` as its own process, to be interrupted the way a user or a scheduler would."""
-    anoncli = Path(sys.executable).parent / "anoncli"
-    return subprocess.Popen([str(anoncli), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the moment came"
-        time.sleep(0.02)
-
-
 def test_a_run_killed_mid_write_leaves_a_temporary_file_the_next_run_removes(clips, tmp_path):
     out = tmp_path / "out"
     args = ("video", clips / "ntsc_with_audio.mp4", "-o", out, "--method", "mask", "--coverage", "fast")
@@ -265,3 +248,21 @@ def test_a_run_killed_mid_write_leaves_a_temporary_file_the_next_run_removes(cli
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0 and b"removed 1 half-written file" in stderr
     assert not left[0].exists() and (out / "ntsc_with_audio.mp4").exists()
+
+
+def test_a_terminated_run_reports_what_it_did_and_what_is_left(clips, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("first.mp4", "second.mp4", "third.mp4"):
+        (folder / name).write_bytes((clips / "ntsc_with_audio.mp4").read_bytes())
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    run = start_anoncli("video", folder, "-o", out, "--method", "mask", "--coverage", "fast", "--report", report)
+    wait_for(lambda: (out / "first.mp4").exists(), run)
+    run.send_signal(signal.SIGTERM)  # as a scheduler stops a job
+    _, stderr = run.communicate(timeout=120)
+
+    assert run.returncode == 130 and b"interrupted" in stderr
+    totals = read_report(report)["totals"]
+    assert totals["interrupted"] and totals["ok"] == len(list(out.glob("*.mp4"))) >= 1
+    assert totals["left"] == 3 - totals["files"]
+    assert not list(out.glob(".*.anoncli-tmp"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,7 +17,7 @@ from anoncli.detectors.plans import DEFAULT_COVERAGE
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
 from anoncli.io.records import csv_rows, csv_writer, image_record, write_jsonl
 from anoncli.io.report import FAILED, OK, FileResult, Report
-from anoncli.io.sources import UsageError, is_stream, iter_outputs, plan_inputs
+from anoncli.io.sources import Task, UsageError, is_stream, iter_outputs, plan_inputs, plan_outputs
 from anoncli.pipeline.images import ImageSettings, detect_images
 
 
@@ -145,7 +146,10 @@ def anonymize(
         image_to_stdout = is_stream(output) or (output is None and any(map(is_stream, inputs or [])))
         o.one_kind_of_data_on_stdout(image_to_stdout, jsonl, report_path)
         o.one_reader_of_stdin(inputs, files_from)
-        tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
+        if files_from is None:
+            tasks: Iterable[Task] = plan_outputs(inputs or [], output, IMAGE_EXTENSIONS)
+        else:
+            tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
         anonymizer = o.build_anonymizer(
             method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage, detections
         )
@@ -155,7 +159,7 @@ def anonymize(
         o.fail_usage(str(error))
     o.remove_leftovers(inputs, output, quiet)
     settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
-    report = Report("anonymize", settings)
+    report = Report("anonymize", settings, planned=len(tasks) if isinstance(tasks, list) else None)
     with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:
 
         def on_result(result: FileResult) -> None:
@@ -176,6 +180,8 @@ def anonymize(
             )
         except UsageError as error:
             o.fail_usage(str(error))
+        except KeyboardInterrupt:
+            report.interrupted = True
     finish(report, report_path, quiet)
 
 

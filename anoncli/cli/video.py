@@ -150,8 +150,14 @@ def video(
         if jsonl:
             print(o.jsonl_line(result), flush=True)
 
+    report.planned = len(tasks)
     with o.stdout_for_data(), bar:
-        anonymizer.anonymize_videos(tasks, report, settings, on_result=on_result, on_start=on_start, tracks=supplied)
+        try:
+            anonymizer.anonymize_videos(
+                tasks, report, settings, on_result=on_result, on_start=on_start, tracks=supplied
+            )
+        except KeyboardInterrupt:
+            report.interrupted = True
     finish(report, report_path, quiet, "videos")
 
 

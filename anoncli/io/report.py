@@ -11,6 +11,7 @@ from anoncli import __version__
 from anoncli.io.sink import write_atomically
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+INTERRUPTED_EXIT_CODE = 130  # as a shell reports a command ended by SIGINT
 
 
 @dataclass
@@ -35,6 +36,13 @@ class Report:
     settings: dict
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    planned: int | None = None  # files the run set out to do; None when read from a list as it went
+    interrupted: bool = False  # stopped by SIGINT or SIGTERM before every planned file was done
+
+    @property
+    def left(self) -> int | None:
+        """Files not done, when the run was interrupted and knew how many it had planned."""
+        return None if self.planned is None else self.planned - len(self.files)
 
     def totals(self) -> dict:
         statuses = Counter(result.status for result in self.files)
@@ -47,10 +55,14 @@ class Report:
             "fallback_faces": sum(result.fallback_faces for result in self.files),
             "unconfirmed_faces": sum(result.unconfirmed_faces for result in self.files),
             "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "left": self.left if self.interrupted else 0,
         }
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return INTERRUPTED_EXIT_CODE
         return 1 if any(result.status == FAILED for result in self.files) else 0
 
     def summary(self, unit: str = "images") -> str:
@@ -64,7 +76,11 @@ class Report:
         if totals["fallback_faces"]:
             parts.append(f"{totals['fallback_faces']} faces masked solid after a method failure")
         rate = totals["files"] / self.seconds if self.seconds > 0 else 0.0
-        return f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} {unit}/s)"
+        line = f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} {unit}/s)"
+        if self.interrupted:
+            left = "the rest of the list not read" if self.left is None else f"{self.left} {unit} left"
+            line = f"{line}; interrupted, {left} (a re-run goes on from here)"
+        return line
 
     def to_json(self) -> dict:
         return {

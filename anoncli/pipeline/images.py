@@ -117,20 +117,26 @@ def anonymize_images(
     started = time.perf_counter()
     with ThreadPoolExecutor(settings.read_threads) as readers, ThreadPoolExecutor(1) as writer:
         writes: deque[Future[FileResult]] = deque()
-        for batch in batched(_prefetched(readers, tasks, settings), settings.batch_size):
-            for loaded in anonymize_loaded(batch, finder, method, settings, describe):
-                if loaded.skipped is not None:
-                    result = FileResult(loaded.task.label, SKIPPED, str(loaded.task.output), notes=[loaded.skipped])
-                    writes.append(_done(result))
-                elif loaded.error is not None:
-                    writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
-                else:
-                    writes.append(writer.submit(_write, loaded))
-            while writes and writes[0].done():
+        try:
+            for batch in batched(_prefetched(readers, tasks, settings), settings.batch_size):
+                for loaded in anonymize_loaded(batch, finder, method, settings, describe):
+                    if loaded.skipped is not None:
+                        notes = [loaded.skipped]
+                        writes.append(
+                            _done(FileResult(loaded.task.label, SKIPPED, str(loaded.task.output), notes=notes))
+                        )
+                    elif loaded.error is not None:
+                        writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
+                    else:
+                        writes.append(writer.submit(_write, loaded))
+                while writes and writes[0].done():
+                    _record(report, on_result, writes.popleft().result())
+        finally:
+            # Also when interrupted: what reached the writer is finished and reported; what was being read is not.
+            readers.shutdown(wait=False, cancel_futures=True)
+            while writes:
                 _record(report, on_result, writes.popleft().result())
-        while writes:
-            _record(report, on_result, writes.popleft().result())
-    report.seconds = time.perf_counter() - started
+            report.seconds = time.perf_counter() - started
     return report
 
 

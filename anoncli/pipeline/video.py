@@ -197,14 +197,16 @@ def anonymize_videos(
     """Anonymize each task's video in turn (skipping finished outputs unless `settings.overwrite`); results
     land in `report`. `on_start(task)` gives the progress callback for that video."""
     started = time.perf_counter()
-    for task in tasks:
-        if skip := task.reason_to_skip(settings.overwrite):
-            result = FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
-        else:
-            result = anonymize_video(task, finder, method, settings, on_start(task), tracks, describe)
-        report.files.append(result)
-        on_result(result)
-    report.seconds = time.perf_counter() - started
+    try:
+        for task in tasks:
+            if skip := task.reason_to_skip(settings.overwrite):
+                result = FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
+            else:
+                result = anonymize_video(task, finder, method, settings, on_start(task), tracks, describe)
+            report.files.append(result)
+            on_result(result)
+    finally:
+        report.seconds = time.perf_counter() - started
     return report
 
 
@@ -256,11 +258,13 @@ def anonymize_video(
         stats.audio_packets = writer.audio_copied
         writer = None
         os.replace(temporary, task.output)
-    except Exception as error:  # one bad video must not stop the batch, nor leave half a file
+    except BaseException as error:  # one bad video must not stop the batch; none may leave half a file
         encoder.shutdown(wait=True)
         if writer is not None:
             writer.abort()
         temporary.unlink(missing_ok=True)
+        if not isinstance(error, Exception):
+            raise  # interrupted: the run stops here
         message = str(error) if isinstance(error, VideoReadError) else f"{type(error).__name__}: {error}"
         return FileResult(task.label, FAILED, str(task.output), stats.faces, stats.frames, error=message)
     encoder.shutdown()
