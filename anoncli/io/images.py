@@ -84,6 +84,17 @@ def read_picture(path: Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, kee
     return decode_picture(data, max_megapixels, keep_metadata)
 
 
+def pixels_of(path: Path) -> int:
+    """Width × height from the file's header alone (0 when it cannot be read): what decoding it will cost."""
+    if is_stream(path):
+        return 0
+    try:
+        with _pil_limit_lifted(), Image.open(path) as image:
+            return image.width * image.height
+    except Exception:  # the reader gives the message; here it only costs nothing
+        return 0
+
+
 def decode_picture(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, keep_metadata: bool = False) -> Picture:
     """Decode an image file's bytes, upright, or raise ImageReadError."""
     if not data:
@@ -206,7 +217,8 @@ def _read_with_pil(image: Image.Image, keep_metadata: bool) -> Picture:
         notes.append(f"all {len(frames)} frames anonymized")
     else:
         image.load()
-        frames = [_to_array(ImageOps.exif_transpose(image))]
+        ImageOps.exif_transpose(image, in_place=True)  # a 50-MP photo: no second copy
+        frames = [_to_array(image)]
     if image.mode == "CMYK":
         notes.append("CMYK converted to RGB")
     return Picture(frames, source_format, options, notes)
@@ -249,7 +261,7 @@ def _to_array(image: Image.Image) -> np.ndarray:
     elif mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
         array = np.asarray(image.convert("RGBA"))
     else:
-        array = np.asarray(image.convert("RGB"))
+        array = np.asarray(image if mode == "RGB" else image.convert("RGB"))
     return np.ascontiguousarray(array)
 
 
@@ -272,7 +284,10 @@ def encode_picture(picture: Picture, frames: list[np.ndarray]) -> bytes:
         return buffer.tobytes()
     images = [_to_pil(frame) for frame in frames]
     if picture.format == "JPEG":
-        images = [image.convert("L" if image.mode in ("L", "LA") else "RGB") for image in images]
+        images = [
+            image if image.mode in ("L", "RGB") else image.convert("L" if image.mode == "LA" else "RGB")
+            for image in images
+        ]
     if options.pop("save_all", False):
         options.update(save_all=True, append_images=images[1:], duration=options.pop("durations"))
     buffer = io.BytesIO()

@@ -20,7 +20,15 @@ from anoncli.anonymizers import Method
 from anoncli.attributes import Attributes, Describer
 from anoncli.faces import Face
 from anoncli.frames import FrameJob, anonymize_frames
-from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, ImageReadError, Picture, encode_picture, read_picture, rgb8
+from anoncli.io.images import (
+    DEFAULT_MAX_MEGAPIXELS,
+    ImageReadError,
+    Picture,
+    encode_picture,
+    pixels_of,
+    read_picture,
+    rgb8,
+)
 from anoncli.io.report import FAILED, OK, SKIPPED, FileResult, Report
 from anoncli.io.sink import write_atomically
 from anoncli.io.sources import Task
@@ -28,6 +36,9 @@ from anoncli.pipeline.finder import FaceFinder
 
 MIN_FACE_SIDE = 2.0
 BATCH_SIZE = 8  # images whose faces go to the method together
+# Decoded pixels each stage holds at most (decoded ahead, in the batch, waiting to be written), one image at
+# least: with 8 small photos a batch, a folder of 50-megapixel photos still goes through one at a time.
+STAGE_PIXELS = 25_000_000
 Item = TypeVar("Item")
 
 
@@ -67,30 +78,50 @@ def _read(task: Task, settings: ImageSettings) -> LoadedImage:
 
 
 def _prefetched(pool: ThreadPoolExecutor, tasks: Iterable[Task], settings: ImageSettings) -> Iterator[LoadedImage]:
-    """Decode ahead in the pool, at most a few batches, so memory stays bounded on large folders."""
+    """Decode ahead in the pool: up to two batches of images, and up to STAGE_PIXELS of them (one image at
+    least), counted from their headers before they are decoded."""
     ahead = max(2 * settings.batch_size, 4)
-    queue: deque[Future[LoadedImage]] = deque()
-    pending = iter(tasks)
-    for task in pending:
-        queue.append(pool.submit(_read, task, settings))
-        if len(queue) >= ahead:
-            break
-    while queue:
-        loaded = queue.popleft().result()
-        next_task = next(pending, None)
-        if next_task is not None:
-            queue.append(pool.submit(_read, next_task, settings))
-        yield loaded
+    queue: deque[tuple[Future[LoadedImage], int]] = deque()
+    pending = ((task, _decoded_size(task, settings)) for task in tasks)
+    waiting = next(pending, None)
+    while waiting is not None or queue:
+        while waiting is not None and len(queue) < ahead:
+            if queue and sum(pixels for _, pixels in queue) + waiting[1] > STAGE_PIXELS:
+                break
+            queue.append((pool.submit(_read, waiting[0], settings), waiting[1]))
+            waiting = next(pending, None)
+        future, _ = queue.popleft()
+        yield future.result()
 
 
-def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
-    """Consecutive lists of `size` items (the last may be shorter)."""
+def _over_budget(writes: deque[tuple[Future[FileResult], int]]) -> bool:
+    return len(writes) > 1 and sum(pixels for _, pixels in writes) > STAGE_PIXELS
+
+
+def _decoded_size(task: Task, settings: ImageSettings) -> int:
+    return 0 if task.reason_to_skip(settings.overwrite) else pixels_of(task.source)
+
+
+def pixels_held(loaded: LoadedImage) -> int:
+    """Pixels of the decoded frames an image in the pipeline holds."""
+    frames = loaded.picture.frames if loaded.picture is not None else []
+    return sum(frame.shape[0] * frame.shape[1] for frame in frames)
+
+
+def batched(items: Iterable[Item], size: int, pixels: Callable[[Item], int] = lambda item: 0) -> Iterator[list[Item]]:
+    """Consecutive lists of at most `size` items and, past their first item, at most STAGE_PIXELS `pixels`."""
     batch: list[Item] = []
+    held = 0
     for item in items:
+        cost = pixels(item)
+        if batch and held + cost > STAGE_PIXELS:
+            yield batch
+            batch, held = [], 0
         batch.append(item)
+        held += cost
         if len(batch) >= size:
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
 
@@ -116,26 +147,26 @@ def anonymize_images(
     """
     started = time.perf_counter()
     with ThreadPoolExecutor(settings.read_threads) as readers, ThreadPoolExecutor(1) as writer:
-        writes: deque[Future[FileResult]] = deque()
+        writes: deque[tuple[Future[FileResult], int]] = deque()  # with the pixels each holds until written
         try:
-            for batch in batched(_prefetched(readers, tasks, settings), settings.batch_size):
+            loaded_images = _prefetched(readers, tasks, settings)
+            for batch in batched(loaded_images, settings.batch_size, pixels_held):
                 for loaded in anonymize_loaded(batch, finder, method, settings, describe):
                     if loaded.skipped is not None:
                         notes = [loaded.skipped]
-                        writes.append(
-                            _done(FileResult(loaded.task.label, SKIPPED, str(loaded.task.output), notes=notes))
-                        )
+                        result = FileResult(loaded.task.label, SKIPPED, str(loaded.task.output), notes=notes)
+                        writes.append((_done(result), 0))
                     elif loaded.error is not None:
-                        writes.append(_done(FileResult(loaded.task.label, FAILED, error=loaded.error)))
+                        writes.append((_done(FileResult(loaded.task.label, FAILED, error=loaded.error)), 0))
                     else:
-                        writes.append(writer.submit(_write, loaded))
-                while writes and writes[0].done():
-                    _record(report, on_result, writes.popleft().result())
+                        writes.append((writer.submit(_write, loaded), 2 * pixels_held(loaded)))
+                while writes and (writes[0][0].done() or _over_budget(writes)):
+                    _record(report, on_result, writes.popleft()[0].result())
         finally:
             # Also when interrupted: what reached the writer is finished and reported; what was being read is not.
             readers.shutdown(wait=False, cancel_futures=True)
             while writes:
-                _record(report, on_result, writes.popleft().result())
+                _record(report, on_result, writes.popleft()[0].result())
             report.seconds = time.perf_counter() - started
     return report
 
