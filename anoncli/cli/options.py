@@ -3,6 +3,7 @@ messages on stderr; stdout carries data only)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from anoncli.device import DEVICES
 from anoncli.io.report import FAILED, FileResult
 from anoncli.io.sink import remove_stale_temporaries
 from anoncli.io.sources import STREAM, UsageError, default_output, is_stream, output_places, read_path_list
+from anoncli.pipeline.on_ray import RayBackend
 
 # 128 + SIGPIPE: what a shell reports for a program whose reader went away.
 CLOSED_PIPE_EXIT = 141
@@ -378,3 +380,44 @@ OverwriteOption = Annotated[
 DetectEveryOption = Annotated[
     int, typer.Option("--detect-every", min=1, help="Detect on every k-th frame and track in between (faster).")
 ]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="local: this process; ray: Ray workers (a local Ray, or --address's cluster; pip install anoncli[ray]).",
+    ),
+]
+AddressOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--address",
+        help="With --backend ray: the cluster to join (auto, or ray://HOST:10001) [default: start Ray here].",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--workers",
+        min=1,
+        help="With --backend ray: workers [default: one per CPU of the cluster].",
+        show_default=False,
+    ),
+]
+GpusPerWorkerOption = Annotated[
+    float,
+    typer.Option("--gpus-per-worker", min=0.0, help="With --backend ray: GPUs each worker takes (0.5 shares one)."),
+]
+
+
+def ray_backend(backend: str, address: str | None, workers: int | None, gpus_per_worker: float) -> RayBackend | None:
+    """The Ray backend the options ask for, or None to run here; UsageError when they cannot be used."""
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend {backend}: choose local or ray")
+    if backend == "local":
+        if address is not None or workers is not None or gpus_per_worker:
+            raise UsageError("--address, --workers and --gpus-per-worker go with --backend ray")
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray needs Ray: pip install 'anoncli[ray]'")
+    return RayBackend(address, workers, gpus_per_worker)

@@ -83,6 +83,10 @@ def video(
     ] = False,
     skin_tone: o.SkinToneOption = "keep",
     attribute_model: o.AttributeModelOption = DEFAULT_ESTIMATOR,
+    backend: o.BackendOption = "local",
+    address: o.AddressOption = None,
+    workers: o.WorkersOption = None,
+    gpus_per_worker: o.GpusPerWorkerOption = 0.0,
     quiet: o.QuietOption = False,
 ) -> None:
     """Anonymize every face in every frame of videos, keeping frame rate, timestamps, bitrate and audio.
@@ -104,6 +108,7 @@ def video(
         if is_stream(output) or any(map(is_stream, inputs or [])):
             raise UsageError("videos are read from and written to files, not stdin or stdout")
         o.one_kind_of_data_on_stdout(False, jsonl, report_path)
+        on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
         tasks = plan_outputs(inputs or [], output, VIDEO_EXTENSIONS, o.listed_inputs(files_from, null))
         supplied = load_tracks(tracks_file) if tracks_file else None
         if supplied is not None and len(tasks) != 1:
@@ -154,10 +159,12 @@ def video(
     with o.stdout_for_data(), bar:
         try:
             anonymizer.anonymize_videos(
-                tasks, report, settings, on_result=on_result, on_start=on_start, tracks=supplied
+                tasks, report, settings, on_result=on_result, on_start=on_start, tracks=supplied, backend=on_ray
             )
         except KeyboardInterrupt:
             report.interrupted = True
+    if on_ray is not None:
+        o.remove_leftovers(inputs, output, quiet)  # a worker that died mid-write left its temporary file
     finish(report, report_path, quiet, "videos")
 
 

@@ -1,0 +1,126 @@
+"""`--backend ray`: the same files, report and exit code as the local path, on a real local Ray; a worker
+killed mid-run changes nothing in the result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anoncli.io.video import decode_frames
+from conftest import ANNOTATED, SAMPLE_DATA, SHARED_DATA, read_report, start_anoncli, wait_for
+
+pytest.importorskip("ray")
+
+CLIP = SAMPLE_DATA / "videos" / "walking.mp4"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.*")}
+
+
+def comparable(report: dict) -> dict:
+    """A report without what differs between runs by nature: timings and where it ran."""
+    totals = {key: value for key, value in report["totals"].items() if key != "seconds"}
+    return {"totals": totals, "files": report["files"]}
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    """Real photos in a tree, and one broken file that must fail alone."""
+    folder = tmp_path / "inbox"
+    shutil.copytree(SAMPLE_DATA, folder, ignore=shutil.ignore_patterns("videos"))
+    (folder / "groups").mkdir()
+    for name in ("2008_002470.jpg", "2008_004176.jpg", "2009_004587.jpg"):
+        shutil.copy(ANNOTATED / name, folder / "groups" / name)
+    (folder / "groups" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a picture")
+    return folder
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "mask", "deepprivacy"])
+def test_ray_writes_the_same_bytes_report_and_exit_code_as_local(method, inbox, tmp_path, cli, ray_here):
+    runs = {}
+    for backend in ("local", "ray"):
+        out, report = tmp_path / backend, tmp_path / f"{backend}.json"
+        result = cli("anonymize", inbox, "-o", out, "--method", method, "--report", report, "--backend", backend)
+        runs[backend] = (result.exit_code, digests(out), comparable(read_report(report)))
+        for entry in runs[backend][2]["files"]:
+            entry["output"] = entry["output"] and Path(entry["output"]).name  # the folders differ by name only
+    if method == "deepprivacy":
+        # The same faces from the same seeds; a worker's thread count (Ray gives it its CPU share) changes the
+        # generator's float rounding, so a few pixels may differ by a few levels.
+        for name in runs["local"][1]:
+            local, ray = (np.asarray(Image.open(tmp_path / side / name), np.int16) for side in ("local", "ray"))
+            difference = np.abs(local - ray)
+            assert difference.max() <= 8 and (difference > 0).mean() < 0.002, name
+        runs = {backend: (code, sorted(written), report) for backend, (code, written, report) in runs.items()}
+    assert runs["ray"] == runs["local"]
+    exit_code, written, report = runs["ray"]
+    assert exit_code == 1 and report["totals"]["failed"] == 1 and len(written) == 6
+    assert read_report(tmp_path / "ray.json")["settings"]["backend"] == "ray"
+
+    again = cli("anonymize", inbox, "-o", tmp_path / "ray", "--report", tmp_path / "again.json", "--backend", "ray")
+    assert again.exit_code == 1 and read_report(tmp_path / "again.json")["totals"]["skipped"] == 6
+
+
+def test_videos_on_ray_match_the_local_ones(tmp_path, cli, ray_here):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(CLIP, folder / "walking.mp4")
+    shutil.copy(SHARED_DATA / "videos" / "egoblur_gen2_test_face_video.mp4", folder / "egoblur.mp4")
+    for backend in ("local", "ray"):
+        args = ("video", folder, "-o", tmp_path / backend, "--method", "mask", "--report", tmp_path / f"{backend}.json")
+        assert cli(*args, "--backend", backend).exit_code == 0
+    local, ray = read_report(tmp_path / "local.json"), read_report(tmp_path / "ray.json")
+    assert [f["faces"] for f in ray["files"]] == [f["faces"] for f in local["files"]] and ray["totals"]["ok"] == 2
+    # x264's bitstream depends on its thread count, which a worker's CPU share sets: compare what decodes.
+    for name in ("walking.mp4", "egoblur.mp4"):
+        pairs = zip(decode_frames(tmp_path / "local" / name), decode_frames(tmp_path / "ray" / name), strict=True)
+        for index, (local, ray) in enumerate(pairs):
+            difference = np.abs(local.upright_rgb(0).astype(np.int16) - ray.upright_rgb(0)).mean()
+            assert difference < 1.0, f"{name} frame {index}: mean |Δ| {difference:.2f}"
+
+
+def ray_worker_pids() -> list[int]:
+    """Processes Ray titled after anoncli's worker actor."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::AnoncliWorker"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_killed_worker_is_replaced_and_every_file_is_written_once(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    sources = sorted(ANNOTATED.glob("*.jpg"))
+    for number in range(30):
+        shutil.copy(sources[number % len(sources)], folder / f"{number:02}.jpg")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = ("anonymize", folder, "-o", out, "--method", "mask", "--coverage", "fast", "--batch-size", "2")
+    run = start_anoncli(*args, "--backend", "ray", "--workers", "2", "--report", report)  # starts its own Ray
+    wait_for(lambda: len(list(out.glob("*.jpg"))) >= 2 and ray_worker_pids(), run, seconds=240)
+    victim = ray_worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = run.communicate(timeout=600)
+
+    assert run.returncode == 0, stderr.decode()[-2000:]
+    written = sorted(out.glob("*.jpg"))
+    assert [path.name for path in written] == sorted(path.name for path in folder.glob("*.jpg"))
+    for path in written:
+        Image.open(path).load()  # whole, not cut off
+    totals = read_report(report)["totals"]
+    assert (totals["ok"], totals["failed"], totals["skipped"]) == (30, 0, 0)
+    assert not list(out.glob(".*anoncli-tmp*")), "the killed worker's half-written file is cleaned up"
+    assert victim not in ray_worker_pids()
+    assert json.loads(report.read_text())["settings"]["workers"] == 2
