@@ -12,8 +12,9 @@ Fail-closed as the command line is: a face the method fails on comes back under 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,20 @@ from anoncli.detectors.plans import DEFAULT_COVERAGE, create_face_detector
 from anoncli.device import resolve_device
 from anoncli.faces import Face
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, Picture, rgb8
+from anoncli.io.objects import ObjectTask
 from anoncli.io.records import UserDetections
 from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError
 from anoncli.pipeline.finder import DetectorFinder, FaceFinder, SuppliedFaces
 from anoncli.pipeline.images import BATCH_SIZE, ImageSettings, LoadedImage, anonymize_images, anonymize_loaded, batched
-from anoncli.pipeline.on_ray import RayBackend, anonymize_images_on_ray, anonymize_videos_on_ray
+from anoncli.pipeline.objects import finished_objects, merged, split_finished, stage
+from anoncli.pipeline.on_ray import (
+    RayBackend,
+    anonymize_images_on_ray,
+    anonymize_objects_on_ray,
+    anonymize_videos_on_ray,
+    file_pipeline,
+)
 from anoncli.pipeline.video import VIDEO_DETECTOR_OPTIONS, VideoSettings, anonymize_videos
 
 # What `--preserve` picks when no method is named: the method that can keep those attributes.
@@ -242,6 +251,36 @@ class Anonymizer:
         return anonymize_videos(
             tasks, self.finder(video=True), self.method, settings, report, on_result, on_start, tracks, self.describe
         )
+
+    def anonymize_objects(
+        self,
+        tasks: list[ObjectTask],
+        report: Report,
+        settings: ImageSettings | VideoSettings,
+        *,
+        on_result: Callable[[FileResult], None] = lambda result: None,
+        backend: RayBackend | None = None,
+    ) -> Report:
+        """Anonymize objects (s3://, see `anoncli.io.objects.plan_objects`) with the image or the video pipeline,
+        as `settings` says, here or on Ray workers; outputs that exist are skipped unless `settings.overwrite`."""
+        settings = replace(settings, mask_scale=self.mask_scale)
+        if isinstance(settings, ImageSettings):
+            settings = replace(settings, seed=self.seed)
+        if backend is not None:
+            return anonymize_objects_on_ray(tasks, self, settings, report, backend, on_result)
+        started = time.perf_counter()
+        finished = finished_objects(tasks, settings.overwrite)
+        pipeline = file_pipeline(self, replace(settings, overwrite=True))
+        size = 1 if isinstance(settings, VideoSettings) else settings.batch_size
+        try:
+            for chunk in batched(tasks, size):
+                known, work = split_finished(chunk, finished)
+                for result in merged(chunk, known, stage(work, pipeline) if work else []):
+                    report.files.append(result)
+                    on_result(result)
+        finally:
+            report.seconds = time.perf_counter() - started
+        return report
 
     def report_settings(self) -> dict:
         """What a report says this anonymizer was."""

@@ -8,13 +8,17 @@ import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from anoncli.io.video import decode_frames
+from anoncli.io.video import decode_frames, probe_video
 from conftest import ANNOTATED, SAMPLE_DATA, SHARED_DATA, read_report, start_anoncli, wait_for
 
 pytest.importorskip("ray")
@@ -124,3 +128,68 @@ def test_a_killed_worker_is_replaced_and_every_file_is_written_once(tmp_path):
     assert not list(out.glob(".*anoncli-tmp*")), "the killed worker's half-written file is cleaned up"
     assert victim not in ray_worker_pids()
     assert json.loads(report.read_text())["settings"]["workers"] == 2
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path, monkeypatch) -> str:
+    """A real S3 endpoint on this machine (moto's standalone server on a free port), and the environment
+    variables any S3 client reads to use it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "anoncli-test",
+        "AWS_SECRET_ACCESS_KEY": "anoncli-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "moto's server did not start"
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_s3_round_trip_here_and_on_ray(inbox, tmp_path, cli, s3_endpoint):
+    import s3fs
+
+    bucket = s3fs.S3FileSystem()
+    bucket.mkdir("photos")
+    bucket.put(f"{inbox}/", "photos/in/", recursive=True)
+    shutil.copy(CLIP, tmp_path / "walking.mp4")
+    bucket.put_file(str(tmp_path / "walking.mp4"), "photos/clips/walking.mp4")
+    args = ("anonymize", "s3://photos/in", "--method", "mask", "--coverage", "fast")
+
+    here = cli(*args, "-o", "s3://photos/here", "--report", tmp_path / "here.json")
+    on_ray = start_anoncli(*args, "-o", "s3://photos/ray", "--report", tmp_path / "ray.json", "--backend", "ray")
+    _, stderr = on_ray.communicate(timeout=600)
+    files = cli(*args[:1], inbox, *args[2:], "-o", tmp_path / "files")  # the same photos as files
+
+    assert here.exit_code == on_ray.returncode == files.exit_code == 1, stderr.decode()[-2000:]
+    for name in ("astronaut.jpg", "scenes/crowd.jpg", "groups/2009_004587.jpg"):
+        expected = (tmp_path / "files" / name).read_bytes()
+        assert bucket.cat(f"photos/here/{name}") == bucket.cat(f"photos/ray/{name}") == expected, name
+    assert len(bucket.find("photos/ray")) == 6 and not bucket.exists("photos/ray/groups/broken.jpg")
+    report = read_report(tmp_path / "ray.json")
+    assert report["totals"]["failed"] == 1 and report["files"][0]["path"].startswith("s3://photos/in/")
+
+    again = cli(*args, "-o", "s3://photos/here", "--report", tmp_path / "again.json")
+    assert read_report(tmp_path / "again.json")["totals"]["skipped"] == 6 and again.exit_code == 1
+
+    video = cli("video", "s3://photos/clips", "-o", "s3://photos/clips_out", "--method", "mask", "--coverage", "fast")
+    assert video.exit_code == 0 and bucket.exists("photos/clips_out/walking.mp4")
+    bucket.get_file("photos/clips_out/walking.mp4", str(tmp_path / "walking_out.mp4"))
+    assert probe_video(tmp_path / "walking_out.mp4").frames == probe_video(CLIP).frames

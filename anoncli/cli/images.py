@@ -15,6 +15,7 @@ from anoncli.attributes import DEFAULT_ESTIMATOR
 from anoncli.cli import options as o
 from anoncli.detectors.plans import DEFAULT_COVERAGE
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
+from anoncli.io.objects import ObjectTask, object_url, plan_objects
 from anoncli.io.records import csv_rows, csv_writer, image_record, write_jsonl
 from anoncli.io.report import FAILED, OK, FileResult, Report
 from anoncli.io.sources import Task, UsageError, is_stream, iter_outputs, plan_inputs, plan_outputs
@@ -142,6 +143,7 @@ def anonymize(
 
         anoncli anonymize ./photos --method deepprivacy
         anoncli anonymize /data/photos -o /data/public --backend ray --address auto
+        anoncli anonymize s3://bucket/photos -o s3://bucket/public --backend ray
         anoncli anonymize in.jpg -o - | convert - -resize 50% small.jpg
         curl -s https://example.org/a.jpg | anoncli anonymize - > a_anonymized.jpg
         find /data -name '*.jpg' -newer stamp -print0 | anoncli anonymize --files-from - --null -o out/ --jsonl
@@ -154,11 +156,11 @@ def anonymize(
         on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
         if on_ray is not None and (image_to_stdout or any(map(is_stream, inputs or []))):
             raise UsageError("--backend ray works on files: give file or folder inputs and an output folder")
-        on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
-        if on_ray is not None and (image_to_stdout or any(map(is_stream, inputs or []))):
-            raise UsageError("--backend ray works on files: give file or folder inputs and an output folder")
-        if files_from is None:
-            tasks: Iterable[Task] = plan_outputs(inputs or [], output, IMAGE_EXTENSIONS)
+        urls = o.object_inputs(inputs, files_from, output)
+        if urls is not None:
+            tasks: Iterable[Task] | list[ObjectTask] = plan_objects(urls, object_url(output), IMAGE_EXTENSIONS)
+        elif files_from is None:
+            tasks = plan_outputs(inputs or [], output, IMAGE_EXTENSIONS)
         else:
             tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
         anonymizer = o.build_anonymizer(
@@ -168,7 +170,8 @@ def anonymize(
             o.announce(method, anonymizer, output, inputs, files_from is not None)
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
-    o.remove_leftovers(inputs, output, quiet)
+    if urls is None:
+        o.remove_leftovers(inputs, output, quiet)
     settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
     report = Report("anonymize", settings, planned=len(tasks) if isinstance(tasks, list) else None)
     with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:
@@ -180,21 +183,30 @@ def anonymize(
                 print(o.jsonl_line(result), flush=True)
 
         try:
-            anonymizer.anonymize_files(
-                tasks,
-                report,
-                batch_size=batch_size,
-                keep_metadata=keep_metadata,
-                overwrite=overwrite,
-                max_megapixels=max_megapixels,
-                on_result=on_result,
-                backend=on_ray,
-            )
+            if urls is not None:
+                image_settings = ImageSettings(
+                    batch_size=batch_size,
+                    keep_metadata=keep_metadata,
+                    overwrite=overwrite,
+                    max_megapixels=max_megapixels,
+                )
+                anonymizer.anonymize_objects(tasks, report, image_settings, on_result=on_result, backend=on_ray)
+            else:
+                anonymizer.anonymize_files(
+                    tasks,
+                    report,
+                    batch_size=batch_size,
+                    keep_metadata=keep_metadata,
+                    overwrite=overwrite,
+                    max_megapixels=max_megapixels,
+                    on_result=on_result,
+                    backend=on_ray,
+                )
         except UsageError as error:
             o.fail_usage(str(error))
         except KeyboardInterrupt:
             report.interrupted = True
-    if on_ray is not None:
+    if on_ray is not None and urls is None:
         o.remove_leftovers(inputs, output, quiet)  # a worker that died mid-write left its temporary file
     finish(report, report_path, quiet)
 

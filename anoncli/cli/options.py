@@ -22,6 +22,7 @@ from anoncli.api import Anonymizer
 from anoncli.attributes import ATTRIBUTE_NAMES, ESTIMATORS
 from anoncli.detectors import DETECTORS
 from anoncli.device import DEVICES
+from anoncli.io.objects import object_url
 from anoncli.io.report import FAILED, FileResult
 from anoncli.io.sink import remove_stale_temporaries
 from anoncli.io.sources import STREAM, UsageError, default_output, is_stream, output_places, read_path_list
@@ -421,3 +422,13 @@ def ray_backend(backend: str, address: str | None, workers: int | None, gpus_per
     if importlib.util.find_spec("ray") is None:
         raise UsageError("--backend ray needs Ray: pip install 'anoncli[ray]'")
     return RayBackend(address, workers, gpus_per_worker)
+
+
+def object_inputs(inputs: list[Path] | None, files_from: Path | None, output: Path | None) -> list[str] | None:
+    """The s3:// URLs of the inputs when they are objects (None when they are files); UsageError for a mix."""
+    urls = [object_url(path) for path in inputs or []]
+    if not any(urls) and object_url(output) is None:
+        return None
+    if not inputs or not all(urls) or files_from is not None or object_url(output) is None:
+        raise UsageError("s3:// inputs go to an s3:// -o, and do not mix with files or --files-from")
+    return urls

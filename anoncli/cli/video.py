@@ -17,6 +17,7 @@ from anoncli.attributes import DEFAULT_ESTIMATOR
 from anoncli.cli import options as o
 from anoncli.cli.images import finish
 from anoncli.detectors.plans import DEFAULT_COVERAGE
+from anoncli.io.objects import ObjectTask, object_url, plan_objects
 from anoncli.io.records import load_tracks, mot_rows, track_record
 from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError, is_stream, plan_outputs
@@ -109,7 +110,13 @@ def video(
             raise UsageError("videos are read from and written to files, not stdin or stdout")
         o.one_kind_of_data_on_stdout(False, jsonl, report_path)
         on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
-        tasks = plan_outputs(inputs or [], output, VIDEO_EXTENSIONS, o.listed_inputs(files_from, null))
+        urls = o.object_inputs(inputs, files_from, output)
+        if urls is not None:
+            tasks: list[Task] | list[ObjectTask] = plan_objects(urls, object_url(output), VIDEO_EXTENSIONS)
+            if tracks_file:
+                raise UsageError("--tracks goes with one local video, not with s3:// inputs")
+        else:
+            tasks = plan_outputs(inputs or [], output, VIDEO_EXTENSIONS, o.listed_inputs(files_from, null))
         supplied = load_tracks(tracks_file) if tracks_file else None
         if supplied is not None and len(tasks) != 1:
             raise UsageError("--tracks describes one video; give exactly one video with it")
@@ -122,7 +129,8 @@ def video(
         o.fail_usage(str(error))
     if not quiet:
         o.announce(method, anonymizer, output, inputs, files_from is not None)
-    o.remove_leftovers(inputs, output, quiet)
+    if urls is None:
+        o.remove_leftovers(inputs, output, quiet)
     settings = VideoSettings(
         batch_size=batch_size,
         detect_every=detect_every,
@@ -158,12 +166,15 @@ def video(
     report.planned = len(tasks)
     with o.stdout_for_data(), bar:
         try:
-            anonymizer.anonymize_videos(
-                tasks, report, settings, on_result=on_result, on_start=on_start, tracks=supplied, backend=on_ray
-            )
+            if urls is not None:
+                anonymizer.anonymize_objects(tasks, report, settings, on_result=on_result, backend=on_ray)
+            else:
+                anonymizer.anonymize_videos(
+                    tasks, report, settings, on_result=on_result, on_start=on_start, tracks=supplied, backend=on_ray
+                )
         except KeyboardInterrupt:
             report.interrupted = True
-    if on_ray is not None:
+    if on_ray is not None and urls is None:
         o.remove_leftovers(inputs, output, quiet)  # a worker that died mid-write left its temporary file
     finish(report, report_path, quiet, "videos")
 

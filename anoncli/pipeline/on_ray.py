@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from anoncli.io.objects import ObjectTask
 from anoncli.io.report import FAILED, SKIPPED, FileResult, Report
 from anoncli.io.sources import Task
 from anoncli.pipeline.images import ImageSettings, anonymize_images, batched
+from anoncli.pipeline.objects import FilePipeline, finished_objects, merged, split_finished, stage
 from anoncli.pipeline.video import VideoSettings, anonymize_video
 
 if TYPE_CHECKING:
@@ -54,22 +56,39 @@ class AnoncliWorker:
         return os.getpid()
 
     def images(self, tasks: list[Task], settings: ImageSettings) -> list[FileResult]:
+        return file_pipeline(self.anonymizer, settings)(tasks)
+
+    def video(self, task: Task, settings: VideoSettings, tracks: dict | None) -> FileResult:
+        return file_pipeline(self.anonymizer, settings, tracks)([task])[0]
+
+    def objects(self, tasks: list[ObjectTask], settings: ImageSettings | VideoSettings) -> list[FileResult]:
+        return stage(tasks, file_pipeline(self.anonymizer, settings))
+
+
+def file_pipeline(
+    anonymizer: Anonymizer, settings: ImageSettings | VideoSettings, tracks: dict | None = None
+) -> FilePipeline:
+    """The image or the video pipeline (as `settings` says) of `anonymizer`, for a list of local tasks."""
+    if isinstance(settings, VideoSettings):
+        finder = anonymizer.finder(video=True)
+        return lambda tasks: [
+            anonymize_video(task, finder, anonymizer.method, settings, tracks=tracks, describe=anonymizer.describe)
+            for task in tasks
+        ]
+
+    def images(tasks: list[Task]) -> list[FileResult]:
         report = Report("anonymize", {})
-        anonymizer = self.anonymizer
         anonymize_images(tasks, anonymizer.finder(), anonymizer.method, settings, report, describe=anonymizer.describe)
         return report.files
 
-    def video(self, task: Task, settings: VideoSettings, tracks: dict | None) -> FileResult:
-        anonymizer = self.anonymizer
-        finder, method, describe = anonymizer.finder(video=True), anonymizer.method, anonymizer.describe
-        return anonymize_video(task, finder, method, settings, tracks=tracks, describe=describe)
+    return images
 
 
 @dataclass
 class _Call:
     """Work for one worker: the tasks it covers, in order, with the results the driver already knows."""
 
-    tasks: list[Task]
+    tasks: list[Task] | list[ObjectTask]
     known: dict[int, FileResult]  # position in `tasks` → result decided by the driver (finished already)
     submit: Callable[[Any], Any] | None  # worker → Ray object ref; None when nothing is left to do
 
@@ -115,6 +134,28 @@ def anonymize_videos_on_ray(
     return _run(calls(), anonymizer, report, backend, on_result)
 
 
+def anonymize_objects_on_ray(
+    tasks: list[ObjectTask],
+    anonymizer: Anonymizer,
+    settings: ImageSettings | VideoSettings,
+    report: Report,
+    backend: RayBackend,
+    on_result: Callable[[FileResult], None] = lambda result: None,
+) -> Report:
+    """Objects (s3://) on Ray workers, each worker downloading, anonymizing and uploading its own."""
+    finished = finished_objects(tasks, settings.overwrite)
+    to_do = replace(settings, overwrite=True)
+    size = 1 if isinstance(settings, VideoSettings) else settings.batch_size
+
+    def calls() -> Iterator[_Call]:
+        for chunk in batched(tasks, size):
+            known, work = split_finished(chunk, finished)
+            submit = (lambda worker, work=work: worker.objects.remote(work, to_do)) if work else None
+            yield _Call(chunk, known, submit)
+
+    return _run(calls(), anonymizer, report, backend, on_result)
+
+
 def _split_finished(tasks: list[Task], overwrite: bool) -> tuple[dict[int, FileResult], list[Task]]:
     known, work = {}, []
     for position, task in enumerate(tasks):
@@ -156,11 +197,11 @@ def _results(call: _Call, outcome: list[FileResult] | FileResult | Exception | N
     """The call's results in task order: the driver's own, then the worker's (or its failure) in between."""
     if isinstance(outcome, Exception):
         reason = f"the Ray worker doing this file failed {RETRIES + 1} times ({type(outcome).__name__})"
-        done = [FileResult(task.label, FAILED, str(task.output), error=reason) for task in call.tasks]
+        work = [task for position, task in enumerate(call.tasks) if position not in call.known]
+        done = [FileResult(task.label, FAILED, str(task.output), error=reason) for task in work]
     else:
         done = outcome if isinstance(outcome, list) else [outcome] if outcome is not None else []
-    from_workers = iter(done)
-    return [call.known.get(position) or next(from_workers) for position in range(len(call.tasks))]
+    return list(merged(call.tasks, call.known, done))
 
 
 def _in_order(calls: Iterator[_Call], workers: list) -> Iterator[tuple[_Call, Any]]:

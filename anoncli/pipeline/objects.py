@@ -1,0 +1,69 @@
+"""Objects (s3://) through the file pipelines: download into a scratch folder, anonymize there, upload.
+
+Used alike by the local path and by Ray workers, so an object is anonymized by exactly the code a file is,
+and its faces follow its name below the input prefix as a file's follow its path below the input folder.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from anoncli.io.objects import ObjectTask, download, existing_objects, upload
+from anoncli.io.report import FAILED, OK, SKIPPED, FileResult
+from anoncli.io.sources import Task
+
+# A file pipeline: local tasks in, one result per task out, in order.
+FilePipeline = Callable[[list[Task]], list[FileResult]]
+
+
+def stage(tasks: list[ObjectTask], pipeline: FilePipeline) -> list[FileResult]:
+    """Anonymize `tasks` with `pipeline` in a scratch folder; one result per object, in order, naming URLs."""
+    with tempfile.TemporaryDirectory(prefix="anoncli-objects-") as scratch:
+        results: dict[int, FileResult] = {}
+        local: list[tuple[int, Task]] = []
+        for position, task in enumerate(tasks):
+            source, output = Path(scratch, "in", task.relative), Path(scratch, "out", task.relative)
+            try:
+                download(task.source, source)
+            except Exception as error:  # one unreadable object fails alone
+                results[position] = FileResult(task.source, FAILED, task.output, error=f"cannot download: {error}")
+                continue
+            local.append((position, Task(source, output, task.source, task.relative)))
+        done = pipeline([local_task for _, local_task in local]) if local else []
+        for (position, local_task), result in zip(local, done, strict=True):
+            task = tasks[position]
+            if result.status == OK:
+                try:
+                    upload(local_task.output, task.output)
+                except Exception as error:  # one unwritable object fails alone
+                    result = replace(result, status=FAILED, error=f"cannot upload: {error}")
+            results[position] = replace(result, path=task.source, output=task.output)
+        return [results[position] for position in range(len(tasks))]
+
+
+def finished_objects(tasks: list[ObjectTask], overwrite: bool) -> set[str]:
+    """The outputs that exist already (listed once per output prefix), which a run without --overwrite skips."""
+    if overwrite or not tasks:
+        return set()
+    prefixes = {task.output[: len(task.output) - len(task.relative)] for task in tasks}
+    return set().union(*(existing_objects(prefix) for prefix in prefixes))
+
+
+def skipped(task: ObjectTask) -> FileResult:
+    return FileResult(task.source, SKIPPED, task.output, notes=["output exists; --overwrite to redo"])
+
+
+def split_finished(tasks: list[ObjectTask], finished: set[str]) -> tuple[dict[int, FileResult], list[ObjectTask]]:
+    """The results of the tasks whose output exists (by position), and the tasks left to do."""
+    known = {position: skipped(task) for position, task in enumerate(tasks) if task.output in finished}
+    return known, [task for position, task in enumerate(tasks) if position not in known]
+
+
+def merged(tasks: list, known: dict[int, FileResult], done: Iterable[FileResult]) -> Iterator[FileResult]:
+    """Results in task order: the driver's own where it has one, the pipeline's in between."""
+    from_pipeline = iter(done)
+    for position in range(len(tasks)):
+        yield known.get(position) or next(from_pipeline)
