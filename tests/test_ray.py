@@ -81,7 +81,9 @@ def test_videos_on_ray_match_the_local_ones(tmp_path, cli, ray_here):
     shutil.copy(SHARED_DATA / "videos" / "egoblur_gen2_test_face_video.mp4", folder / "egoblur.mp4")
     for backend in ("local", "ray"):
         args = ("video", folder, "-o", tmp_path / backend, "--method", "mask", "--report", tmp_path / f"{backend}.json")
-        assert cli(*args, "--backend", backend).exit_code == 0
+        # RetinaFace alone: the strict plan's CenterFace scores some faces of these clips near its threshold,
+        # where a worker's thread count (its float rounding) can tip a detection either way.
+        assert cli(*args, "--coverage", "fast", "--backend", backend).exit_code == 0
     local, ray = read_report(tmp_path / "local.json"), read_report(tmp_path / "ray.json")
     assert [f["faces"] for f in ray["files"]] == [f["faces"] for f in local["files"]] and ray["totals"]["ok"] == 2
     # x264's bitstream depends on its thread count, which a worker's CPU share sets: compare what decodes.
