@@ -195,3 +195,11 @@ def test_s3_round_trip_here_and_on_ray(inbox, tmp_path, cli, s3_endpoint):
     assert video.exit_code == 0 and bucket.exists("photos/clips_out/walking.mp4")
     bucket.get_file("photos/clips_out/walking.mp4", str(tmp_path / "walking_out.mp4"))
     assert probe_video(tmp_path / "walking_out.mp4").frames == probe_video(CLIP).frames
+
+
+def test_detect_on_ray_writes_the_same_records(inbox, tmp_path, cli, ray_here):
+    for backend in ("local", "ray"):
+        result = cli("detect", inbox, "-o", tmp_path / f"{backend}.jsonl", "--backend", backend)
+        assert result.exit_code == 1 and "broken.jpg" in result.output  # the broken file fails alone
+    local = (tmp_path / "local.jsonl").read_text()
+    assert (tmp_path / "ray.jsonl").read_text() == local and len(local.splitlines()) == 6

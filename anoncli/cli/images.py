@@ -16,10 +16,11 @@ from anoncli.cli import options as o
 from anoncli.detectors.plans import DEFAULT_COVERAGE
 from anoncli.io.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS
 from anoncli.io.objects import ObjectTask, object_url, plan_objects
-from anoncli.io.records import csv_rows, csv_writer, image_record, write_jsonl
-from anoncli.io.report import FAILED, OK, FileResult, Report
+from anoncli.io.records import csv_rows, csv_writer, write_jsonl
+from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError, is_stream, iter_outputs, plan_inputs, plan_outputs
-from anoncli.pipeline.images import ImageSettings, detect_images
+from anoncli.pipeline.images import ImageSettings, detection_records
+from anoncli.pipeline.on_ray import detection_records_on_ray
 
 
 class OutputFormat(StrEnum):
@@ -40,6 +41,10 @@ def detect(
     threshold: o.ThresholdOption = None,
     device: o.DeviceOption = "auto",
     max_megapixels: o.MegapixelOption = DEFAULT_MAX_MEGAPIXELS,
+    backend: o.BackendOption = "local",
+    address: o.AddressOption = None,
+    workers: o.WorkersOption = None,
+    gpus_per_worker: o.GpusPerWorkerOption = 0.0,
     quiet: o.QuietOption = False,
 ) -> None:
     """Find faces and write their boxes, scores and 5 landmarks.
@@ -59,29 +64,28 @@ def detect(
     try:
         _need_inputs(inputs, files_from)
         o.one_reader_of_stdin(inputs, files_from)
+        on_ray = o.ray_backend(backend, address, workers, gpus_per_worker)
+        if on_ray is not None and any(map(is_stream, inputs or [])):
+            raise UsageError("--backend ray works on files: give file or folder inputs")
         tasks = plan_inputs(inputs or [], IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
-        finder = face_finder(detector, threshold, device, coverage=coverage)
+        finder_settings = (detector, threshold, device, False, coverage)
+        finder = face_finder(*finder_settings)  # a bad detector name or threshold fails here, before any work
         stream = o.text_output(output, inputs)
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     report = Report("detect", {"detector": detector, "threshold": threshold})
     settings = ImageSettings(max_megapixels=max_megapixels)
+    if on_ray is not None:
+        found = detection_records_on_ray(tasks, finder_settings, settings, report, on_ray)
+    else:
+        found = detection_records(tasks, finder, settings)
     with o.stdout_for_data(), stream as out, o.progress(None, quiet, "detecting") as advance:
         writer = csv_writer(out) if output_format is OutputFormat.csv else None
         try:
-            for loaded in detect_images(tasks, finder, settings):
+            for result, records in found:
                 advance()
-                if loaded.error is not None:
-                    result = FileResult(loaded.task.label, FAILED, error=loaded.error)
-                    report.files.append(result)
-                    o.report_failure(result)
-                    continue
-                picture = loaded.picture
-                records = [
-                    image_record(loaded.task.label, index, len(picture.frames), frame.shape[1], frame.shape[0], faces)
-                    for index, (frame, faces) in enumerate(zip(picture.frames, loaded.faces))
-                ]
-                report.files.append(FileResult(loaded.task.label, OK, faces=sum(len(f) for f in loaded.faces)))
+                report.files.append(result)
+                o.report_failure(result)
                 if writer is None:
                     write_jsonl(records, out)
                 else:

@@ -29,6 +29,7 @@ from anoncli.io.images import (
     read_picture,
     rgb8,
 )
+from anoncli.io.records import image_record
 from anoncli.io.report import FAILED, OK, SKIPPED, FileResult, Report
 from anoncli.io.sink import write_atomically
 from anoncli.io.sources import Task
@@ -257,6 +258,22 @@ def _write(loaded: LoadedImage) -> FileResult:
     except Exception as error:  # one unwritable file must not stop the batch
         return FileResult(task.label, FAILED, str(task.output), **counts, error=f"cannot write: {error}")
     return FileResult(task.label, OK, str(task.output), **counts, notes=list(dict.fromkeys(picture.notes)))
+
+
+def detection_records(
+    tasks: Iterable[Task], finder: FaceFinder, settings: ImageSettings
+) -> Iterator[tuple[FileResult, list[dict]]]:
+    """Each task's result and its records as `anoncli detect` writes them (one per frame), in task order."""
+    for loaded in detect_images(tasks, finder, settings):
+        if loaded.error is not None:
+            yield FileResult(loaded.task.label, FAILED, error=loaded.error), []
+            continue
+        frames = loaded.picture.frames
+        records = [
+            image_record(loaded.task.label, index, len(frames), frame.shape[1], frame.shape[0], faces)
+            for index, (frame, faces) in enumerate(zip(frames, loaded.faces))
+        ]
+        yield FileResult(loaded.task.label, OK, faces=sum(map(len, loaded.faces))), records
 
 
 def detect_images(tasks: Iterable[Task], finder: FaceFinder, settings: ImageSettings) -> Iterator[LoadedImage]:

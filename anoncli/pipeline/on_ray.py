@@ -10,6 +10,7 @@ written, not as skipped). A batch whose worker dies on every retry fails alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from anoncli.io.objects import ObjectTask
 from anoncli.io.report import FAILED, SKIPPED, FileResult, Report
 from anoncli.io.sources import Task
-from anoncli.pipeline.images import ImageSettings, anonymize_images, batched
+from anoncli.pipeline.images import ImageSettings, anonymize_images, batched, detection_records
 from anoncli.pipeline.objects import FilePipeline, finished_objects, merged, split_finished, stage
 from anoncli.pipeline.video import VideoSettings, anonymize_video
 
@@ -46,23 +47,26 @@ class RayBackend:
 
 
 class AnoncliWorker:
-    """One Ray actor (its processes are titled ray::AnoncliWorker): an Anonymizer, rebuilt from its settings so
-    its models load here, and the pipelines."""
+    """One Ray actor (its processes are titled ray::AnoncliWorker): the pipelines, with the models `make`
+    loads here once (an Anonymizer, or a FaceFinder for `detect`)."""
 
-    def __init__(self, anonymizer: Anonymizer) -> None:
-        self.anonymizer = anonymizer
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.tool = make()
 
     def pid(self) -> int:
         return os.getpid()
 
+    def detect(self, tasks: list[Task], settings: ImageSettings) -> list[tuple[FileResult, list[dict]]]:
+        return list(detection_records(tasks, self.tool, settings))
+
     def images(self, tasks: list[Task], settings: ImageSettings) -> list[FileResult]:
-        return file_pipeline(self.anonymizer, settings)(tasks)
+        return file_pipeline(self.tool, settings)(tasks)
 
     def video(self, task: Task, settings: VideoSettings, tracks: dict | None) -> FileResult:
-        return file_pipeline(self.anonymizer, settings, tracks)([task])[0]
+        return file_pipeline(self.tool, settings, tracks)([task])[0]
 
     def objects(self, tasks: list[ObjectTask], settings: ImageSettings | VideoSettings) -> list[FileResult]:
-        return stage(tasks, file_pipeline(self.anonymizer, settings))
+        return stage(tasks, file_pipeline(self.tool, settings))
 
 
 def file_pipeline(
@@ -173,24 +177,56 @@ def _run(
     backend: RayBackend,
     on_result: Callable[[FileResult], None],
 ) -> Report:
-    import ray
-
     started = time.perf_counter()
-    own_ray = _start_ray(backend)
-    workers = _start_workers(anonymizer, backend)
-    report.settings.update(backend.describe(), workers=len(workers))
     try:
-        for call, outcome in _in_order(calls, workers):
+        for call, outcome in _outcomes(calls, lambda: anonymizer, report, backend):
             for result in _results(call, outcome):
                 report.files.append(result)
                 on_result(result)
     finally:
         report.seconds = time.perf_counter() - started
+    return report
+
+
+def _outcomes(
+    calls: Iterator[_Call], make: Callable[[], Any], report: Report, backend: RayBackend
+) -> Iterator[tuple[_Call, Any]]:
+    """Start Ray and the workers (each loading `make()`), run the calls on them, and stop what was started."""
+    import ray
+
+    own_ray = _start_ray(backend)
+    workers = []
+    try:
+        workers = _start_workers(make, backend)
+        report.settings.update(backend.describe(), workers=len(workers))
+        yield from _in_order(calls, workers)
+    finally:
         for worker in workers:
             ray.kill(worker)
         if own_ray:
             ray.shutdown()
-    return report
+
+
+def detection_records_on_ray(
+    tasks: Iterable[Task],
+    finder_settings: tuple,
+    settings: ImageSettings,
+    report: Report,
+    backend: RayBackend,
+) -> Iterator[tuple[FileResult, list[dict]]]:
+    """`anoncli.pipeline.images.detection_records` on Ray workers: each task's result and records, in order.
+    `finder_settings` are `anoncli.api.face_finder`'s arguments, for the workers to build their detectors."""
+    from anoncli.api import face_finder
+
+    def calls() -> Iterator[_Call]:
+        for chunk in batched(tasks, settings.batch_size):
+            yield _Call(chunk, {}, lambda worker, chunk=chunk: worker.detect.remote(chunk, settings))
+
+    for call, outcome in _outcomes(calls(), functools.partial(face_finder, *finder_settings), report, backend):
+        if isinstance(outcome, Exception):
+            yield from ((result, []) for result in _results(call, outcome))
+        else:
+            yield from outcome
 
 
 def _results(call: _Call, outcome: list[FileResult] | FileResult | Exception | None) -> list[FileResult]:
@@ -259,7 +295,7 @@ def _start_ray(backend: RayBackend) -> bool:
     return True
 
 
-def _start_workers(anonymizer: Anonymizer, backend: RayBackend) -> list:
+def _start_workers(make: Callable[[], Any], backend: RayBackend) -> list:
     import ray
 
     count = backend.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -269,6 +305,6 @@ def _start_workers(anonymizer: Anonymizer, backend: RayBackend) -> list:
         max_restarts=-1,
         max_task_retries=RETRIES,
     )
-    workers = [actor.remote(anonymizer) for _ in range(count)]
+    workers = [actor.remote(make) for _ in range(count)]
     ray.get([worker.pid.remote() for worker in workers])  # models loaded everywhere, or the error now
     return workers
