@@ -87,11 +87,13 @@ def test_videos_on_ray_match_the_local_ones(tmp_path, cli, ray_here):
     local, ray = read_report(tmp_path / "local.json"), read_report(tmp_path / "ray.json")
     assert [f["faces"] for f in ray["files"]] == [f["faces"] for f in local["files"]] and ray["totals"]["ok"] == 2
     # x264's bitstream depends on its thread count, which a worker's CPU share sets: compare what decodes.
+    # Re-encoding moves pixels by a few levels (at most 9 here); a mask present in one and not the other would
+    # move a face's worth of them by far more.
     for name in ("walking.mp4", "egoblur.mp4"):
         pairs = zip(decode_frames(tmp_path / "local" / name), decode_frames(tmp_path / "ray" / name), strict=True)
         for index, (local, ray) in enumerate(pairs):
-            difference = np.abs(local.upright_rgb(0).astype(np.int16) - ray.upright_rgb(0)).mean()
-            assert difference < 1.0, f"{name} frame {index}: mean |Δ| {difference:.2f}"
+            far_apart = (np.abs(local.upright_rgb(0).astype(np.int16) - ray.upright_rgb(0)) > 48).mean()
+            assert far_apart < 0.001, f"{name} frame {index}: {far_apart:.2%} of the pixels differ by more than 48"
 
 
 def ray_worker_pids() -> list[int]:

@@ -256,8 +256,9 @@ def test_a_terminated_run_reports_what_it_did_and_what_is_left(clips, tmp_path):
     for name in ("first.mp4", "second.mp4", "third.mp4"):
         (folder / name).write_bytes((clips / "ntsc_with_audio.mp4").read_bytes())
     out, report = tmp_path / "out", tmp_path / "report.json"
-    run = start_anoncli("video", folder, "-o", out, "--method", "mask", "--coverage", "fast", "--report", report)
-    wait_for(lambda: (out / "first.mp4").exists(), run)
+    args = ("video", folder, "-o", out, "--method", "mask", "--coverage", "fast", "--report", report, "--jsonl")
+    run = start_anoncli(*args)
+    assert json.loads(run.stdout.readline())["status"] == "ok"  # the first video is done and reported
     run.send_signal(signal.SIGTERM)  # as a scheduler stops a job
     _, stderr = run.communicate(timeout=120)
 

@@ -257,6 +257,7 @@ def anonymize_video(
         writer.close()
         stats.audio_packets = writer.audio_copied
         writer = None
+        output_info = probe_video(temporary)  # before the rename: from here to the result, no work is left
         os.replace(temporary, task.output)
     except BaseException as error:  # one bad video must not stop the batch; none may leave half a file
         encoder.shutdown(wait=True)
@@ -268,7 +269,6 @@ def anonymize_video(
         message = str(error) if isinstance(error, VideoReadError) else f"{type(error).__name__}: {error}"
         return FileResult(task.label, FAILED, str(task.output), stats.faces, stats.frames, error=message)
     encoder.shutdown()
-    output_info = probe_video(task.output)
     return FileResult(
         task.label,
         OK,
