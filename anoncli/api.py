@@ -12,8 +12,7 @@ Fail-closed as the command line is: a face the method fails on comes back under 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -268,19 +267,16 @@ class Anonymizer:
             settings = replace(settings, seed=self.seed)
         if backend is not None:
             return anonymize_objects_on_ray(tasks, self, settings, report, backend, on_result)
-        started = time.perf_counter()
         finished = finished_objects(tasks, settings.overwrite)
         pipeline = file_pipeline(self, replace(settings, overwrite=True))
         size = 1 if isinstance(settings, VideoSettings) else settings.batch_size
-        try:
+
+        def results() -> Iterator[FileResult]:
             for chunk in batched(tasks, size):
                 known, work = split_finished(chunk, finished)
-                for result in merged(chunk, known, stage(work, pipeline) if work else []):
-                    report.files.append(result)
-                    on_result(result)
-        finally:
-            report.seconds = time.perf_counter() - started
-        return report
+                yield from merged(chunk, known, stage(work, pipeline) if work else [])
+
+        return report.collect(results(), on_result)
 
     def report_settings(self) -> dict:
         """What a report says this anonymizer was."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,19 @@ class Report:
             "interrupted": self.interrupted,
             "left": self.left if self.interrupted else 0,
         }
+
+    def collect(
+        self, results: Iterable[FileResult], on_result: Callable[[FileResult], None] = lambda result: None
+    ) -> Report:
+        """Add each result as it comes (and pass it to `on_result`), and the time taken, also when interrupted."""
+        started = time.perf_counter()
+        try:
+            for result in results:
+                self.files.append(result)
+                on_result(result)
+        finally:
+            self.seconds = time.perf_counter() - started
+        return self
 
     @property
     def exit_code(self) -> int:

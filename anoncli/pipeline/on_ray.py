@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -177,15 +176,8 @@ def _run(
     backend: RayBackend,
     on_result: Callable[[FileResult], None],
 ) -> Report:
-    started = time.perf_counter()
-    try:
-        for call, outcome in _outcomes(calls, lambda: anonymizer, report, backend):
-            for result in _results(call, outcome):
-                report.files.append(result)
-                on_result(result)
-    finally:
-        report.seconds = time.perf_counter() - started
-    return report
+    outcomes = _outcomes(calls, lambda: anonymizer, report, backend)
+    return report.collect((result for call, outcome in outcomes for result in _results(call, outcome)), on_result)
 
 
 def _outcomes(

@@ -196,18 +196,15 @@ def anonymize_videos(
 ) -> Report:
     """Anonymize each task's video in turn (skipping finished outputs unless `settings.overwrite`); results
     land in `report`. `on_start(task)` gives the progress callback for that video."""
-    started = time.perf_counter()
-    try:
+
+    def results() -> Iterator[FileResult]:
         for task in tasks:
             if skip := task.reason_to_skip(settings.overwrite):
-                result = FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
+                yield FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
             else:
-                result = anonymize_video(task, finder, method, settings, on_start(task), tracks, describe)
-            report.files.append(result)
-            on_result(result)
-    finally:
-        report.seconds = time.perf_counter() - started
-    return report
+                yield anonymize_video(task, finder, method, settings, on_start(task), tracks, describe)
+
+    return report.collect(results(), on_result)
 
 
 def anonymize_video(
