@@ -351,8 +351,9 @@ class Evaluator:
                 continue
             evaluation.images += 1
             still_found = found_again(original.faces, self.second.detect(anonymized))
-            # Whether a face is left to re-identify is asked of the detector that found the originals.
-            reference_found = found_again(original.faces, self.reference.detect(anonymized))
+            # Whether a face is left to re-identify is asked of the detector that found the originals, around them.
+            near = self.reference.detect_near(anonymized, [face.box for face in original.faces])
+            reference_found = found_again(original.faces, near)
             background = background_mask(original.rgb.shape[:2], original.faces)
             background_moved = background_change(original.rgb, anonymized, background)
             largest = max(original.faces, key=lambda f: f.size, default=None)

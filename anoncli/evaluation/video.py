@@ -70,8 +70,9 @@ def _exposed_in_frame(
     changes = [core_change(before, after, face) for face in faces]
     unchanged = [region_unchanged(change, moved) for change in changes]
     # An unchanged face is exposed whatever is found there, so the anonymized frame is searched only when a face
-    # in it changed (detection is slow); unsearched, nothing counts as found.
-    found = found_again(faces, reference.detect(after)) if not all(unchanged) else [False] * len(faces)
+    # in it changed (detection is slow), and only around the original's faces; unsearched, nothing is found.
+    searched = reference.detect_near(after, [face.box for face in faces]) if not all(unchanged) else []
+    found = found_again(faces, searched)
     return [
         (face, still)
         for face, embedding, calibration, change, is_found, still in zip(
