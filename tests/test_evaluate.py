@@ -71,6 +71,17 @@ def test_every_method_changes_every_face_and_lowers_reidentification(figures):
         assert figures[name]["mean_distance"] > 0.4, name
 
 
+def test_verified_counts_a_face_only_where_one_is_left_to_recognise(figures):
+    """Every original face is verified as itself; none behind a solid mask, where no face is found again. Every
+    method is held to the same thresholds, calibrated on the originals."""
+    assert figures["none"]["verification_rate"] == 1.0
+    assert figures["mask"]["verification_rate"] == 0.0
+    assert all(not face["exposed"] and not face["found_again"] for face in figures["faces"]["mask"])
+    assert 0 < figures["none"]["reid_threshold"] <= 0.6
+    for name in ("blur", "pixelate", "mask", "deepprivacy"):
+        assert figures[name]["reid_threshold"] == figures["none"]["reid_threshold"], name
+
+
 def test_a_generative_method_is_measured_on_two_draws_and_their_mean(figures):
     """Seeds 0 and 1 draw other faces for the same originals. Every figure is the mean over both draws, so
     which face one seed happens to draw moves it less; diversity is how far apart the two draws' faces are."""
