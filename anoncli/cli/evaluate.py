@@ -77,12 +77,12 @@ def evaluate(
 ) -> None:
     """Measure how private and how useful an anonymization is.
 
-    For a video (ORIGINAL.mp4 ANONYMIZED.mp4): exposed faces and frames, temporal flicker (tOF), bitrate ratio,
-    and whether frame rate, count and duration match. A face is exposed when its region changed no more than
-    re-encoding changes the background, or when RetinaFace finds a face there again that dlib re-identifies
-    within a threshold calibrated on the frame: the least of dlib's 0.6, the distance to the nearest other
-    person and to a blank patch of the face's size (reported beside the figure: on small, dark faces a blank
-    patch often lies within 0.6).
+    For a video (ORIGINAL.mp4 ANONYMIZED.mp4): exposed faces and frames, temporal flicker (tOF), bitrate ratio, and
+    whether frame rate, count and duration match. A face is exposed when its region changed at most twice as much as
+    re-encoding changed the background, or when RetinaFace finds a face there again that dlib re-identifies within a
+    threshold calibrated on the frame: the least of dlib's 0.6, the distance to the nearest other person and to a
+    blank patch of the face's size (reported beside the figure: on small, dark faces a blank patch often lies within
+    0.6).
 
     Faces are found in the originals by RetinaFace. Per method: share of faces changed; re-identification with
     dlib's face embedding (Recall@1; verification rate, the share exposed by the video's rule, beside the median

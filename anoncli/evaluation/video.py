@@ -2,11 +2,12 @@
 
 Exposed faces and frames: the faces the original shows (found by the reference detector) that the anonymized
 frame still exposes by the rule of `evaluation.exposure`, and the frames holding one. A face is exposed when its
-region changed no more than re-encoding changes the background, or when the reference detector finds a face
-there again and dlib re-identifies it within a threshold calibrated on the frame itself (the least of dlib's 0.6,
-the distance to the nearest other person in the frame and to a blank patch of the face's size), not by dlib's
-0.6 alone, which a black or smeared patch meets on small, dark faces. The calibration is reported with them:
-the median threshold, and the shares of faces a blank patch and another person lie within 0.6 of.
+region changed at most twice as much as re-encoding changed the background, or when the reference detector finds
+a face there again and dlib re-identifies it within a threshold calibrated on the frame itself (the least of
+dlib's 0.6, the distance to the nearest other person in the frame and to a blank patch of the face's size), not
+by dlib's 0.6 alone, which a black or smeared patch meets on small, dark faces. The calibration is reported with
+them (the median threshold, and the shares of faces a blank patch and another person lie within 0.6 of), and
+so is each exposed face: its frame, its box, and whether it was left unchanged.
 
 Temporal flicker: tOF, the mean difference between the optical flow (Farneback) of consecutive anonymized
 frames and of the original's, over the frame and over the faces alone, where anonymization can flicker. Plus
