@@ -2,7 +2,9 @@
 
 Faces are found in the originals by a reference detector. For each face: was its region changed, does a
 *different* detector still find a face there afterwards, and how far has dlib's identity embedding moved.
-Over a set: re-identification Recall@1 and verification rate, a Fréchet distance over embeddings (FD-dlib),
+Over a set: re-identification Recall@1 and verification rate (the share of faces exposed by the rule of
+`evaluation.exposure`: unchanged, or found again by the reference detector and re-identified within a threshold
+calibrated on the originals, reported beside it), a Fréchet distance over embeddings (FD-dlib),
 how well the background outside the faces was kept (PSNR, SSIM), and, per attribute estimator, how often the
 anonymized face keeps the original's gender and age group. Realism at the face's real size: its detail
 (Laplacian variance of the face core) against the original's, and the edge strength on the ring where a
@@ -23,6 +25,7 @@ import numpy as np
 
 from anoncli.attributes import AttributeEstimator, Attributes
 from anoncli.detectors import Detector
+from anoncli.evaluation.exposure import DLIB_ONLY, Calibration, calibrate, calibration_summary, exposed
 from anoncli.faces import (
     Box,
     Face,
@@ -36,7 +39,7 @@ from anoncli.faces import (
 from anoncli.io.images import read_picture, rgb8
 from anoncli.metrics.emotion import EmotionClassifier
 from anoncli.metrics.frechet import frechet_distance
-from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder, distances
+from anoncli.metrics.identity import FaceEmbedder, distances
 from anoncli.metrics.image_quality import background_psnr, background_ssim, detail, edge_strength
 from anoncli.regions import face_region
 
@@ -76,10 +79,20 @@ class FaceRecord:
     emotions: tuple[np.ndarray, np.ndarray] | None = None  # expression probabilities, original and anonymized
     detail: tuple[float, float] = (0.0, 0.0)  # Laplacian variance of the face core, original and anonymized
     seam: tuple[float, float] = (0.0, 0.0)  # edge strength on the paste ring, original and anonymized
+    # What `evaluation.exposure` decides by, besides `changed` and `distance`. A record made without them counts
+    # as exposed only when its face is untouched.
+    background_change: float = 0.0  # mean |Δ| of the image's background
+    found_again: bool = False  # by the reference detector in the anonymized image, at IoU ≥ 0.4
+    calibration: Calibration = DLIB_ONLY
 
     @property
     def distance(self) -> float:
         return float(np.linalg.norm(self.original_embedding - self.anonymized_embedding))
+
+    @property
+    def exposed(self) -> bool:
+        """Still the same person by the rule of `evaluation.exposure`."""
+        return exposed(self.changed, self.background_change, self.found_again, lambda: self.distance, self.calibration)
 
     @property
     def detail_ratio(self) -> float:
@@ -97,6 +110,9 @@ class FaceRecord:
             "identity": self.identity,
             "changed": round(self.changed, 2),
             "distance": round(self.distance, 4),
+            "exposed": self.exposed,
+            "found_again": self.found_again,
+            "reid_threshold": round(self.calibration.threshold, 4),
             "still_detected": self.still_detected,
             "seen_before": self.seen_before,
             "detail_ratio": round(self.detail_ratio, 4),
@@ -131,7 +147,8 @@ class Evaluation:
             "faces": faces,
             "changed_share": _share(r.changed > CHANGED_LEVEL for r in records),
             "recall_at_1": recall_at_1(records),
-            "verification_rate": _share(d < SAME_PERSON_DISTANCE for d in distances_),
+            "verification_rate": _share(r.exposed for r in records),
+            **calibration_summary([r.calibration for r in records]),
             "mean_distance": float(distances_.mean()) if faces else float("nan"),
             "still_detected": _share(r.still_detected for r in records),
             "fd_dlib": frechet_distance(
@@ -280,6 +297,7 @@ class _Original:
     attributes: dict[str, list[Attributes]]  # estimator name → one per face
     emotions: list[np.ndarray] | None  # expression probabilities per face
     seen_by_second: list[bool]  # per face: found by the second detector in the original
+    calibrations: list[Calibration]  # per face: how close an anonymized face must come to be re-identified
 
 
 class Evaluator:
@@ -306,13 +324,15 @@ class Evaluator:
         if path not in self._originals:
             rgb = rgb8(read_picture(path, max_megapixels=0).frames[0])
             faces = self.reference.detect(rgb)
+            embeddings = [self.embedder.embed(rgb, f.box) for f in faces]
             self._originals[path] = _Original(
                 rgb,
                 faces,
-                [self.embedder.embed(rgb, f.box) for f in faces],
+                embeddings,
                 {estimator.name: estimator.estimate(rgb, faces) for estimator in self.estimators},
                 [self.emotions.probabilities(rgb, f.box) for f in faces] if self.emotions else None,
-                _found_again(faces, self.second.detect(rgb)),
+                found_again(faces, self.second.detect(rgb)),
+                calibrate(rgb, faces, embeddings, self.embedder),
             )
         return self._originals[path]
 
@@ -330,13 +350,18 @@ class Evaluator:
                 evaluation.missing.append(f"{label} (size differs)")
                 continue
             evaluation.images += 1
-            still_found = _found_again(original.faces, self.second.detect(anonymized))
+            still_found = found_again(original.faces, self.second.detect(anonymized))
+            # Whether a face is left to re-identify is asked of the detector that found the originals, around them.
+            near = self.reference.detect_near(anonymized, [face.box for face in original.faces])
+            reference_found = found_again(original.faces, near)
+            background = background_mask(original.rgb.shape[:2], original.faces)
+            background_moved = background_change(original.rgb, anonymized, background)
             largest = max(original.faces, key=lambda f: f.size, default=None)
             identity = self.identities.get(original_path.name)
             after_attributes = {e.name: e.estimate(anonymized, original.faces) for e in self.estimators}
             for number, (face, embedding) in enumerate(zip(original.faces, original.embeddings)):
                 core = face_core(face)
-                change = float(np.abs(original.rgb[core].astype(np.float32) - anonymized[core]).mean())
+                change = core_change(original.rgb, anonymized, face)
                 around, ring = _seam_ring(face, original.rgb.shape[:2])
                 evaluation.records.append(
                     FaceRecord(
@@ -358,9 +383,11 @@ class Evaluator:
                         else (original.emotions[number], self.emotions.probabilities(anonymized, face.box)),
                         (detail(original.rgb, core), detail(anonymized, core)),
                         (edge_strength(original.rgb, ring, around), edge_strength(anonymized, ring, around)),
+                        background_change=background_moved,
+                        found_again=reference_found[number],
+                        calibration=original.calibrations[number],
                     )
                 )
-            background = _background(original.rgb.shape[:2], original.faces)
             evaluation.psnr.append(background_psnr(original.rgb, anonymized, background))
             evaluation.ssim.append(background_ssim(original.rgb, anonymized, background))
         if self.inception is not None and evaluation.records:
@@ -371,7 +398,7 @@ class Evaluator:
         return evaluation
 
 
-def _found_again(faces: list[Face], found: list[Face]) -> list[bool]:
+def found_again(faces: list[Face], found: list[Face]) -> list[bool]:
     """Per face: whether one of `found` lies on it (IoU ≥ DETECTED_IOU)."""
     boxes = np.array([f.box for f in found]).reshape(-1, 4)
     return [bool(len(boxes)) and box_iou(np.array(face.box), boxes).max() >= DETECTED_IOU for face in faces]
@@ -432,6 +459,20 @@ def face_core(face: Face) -> tuple[slice, slice]:
     return slice(max(0, int(cy - hh)), int(cy + hh)), slice(max(0, int(cx - hw)), int(cx + hw))
 
 
+def core_change(original: np.ndarray, anonymized: np.ndarray, face: Face) -> float:
+    """Mean |Δ| (0–255) over the face's core in two RGB uint8 images of one size."""
+    core = face_core(face)
+    return float(np.abs(original[core].astype(np.float32) - anonymized[core]).mean())
+
+
+def background_change(original: np.ndarray, anonymized: np.ndarray, background: np.ndarray) -> float:
+    """Mean |Δ| (0–255) over the background mask (`background_mask`): what re-encoding alone moved; 0 when
+    faces leave no background, so that only an untouched face then counts as unchanged."""
+    if not background.any():
+        return 0.0
+    return float(np.abs(original[background].astype(np.float32) - anonymized[background]).mean())
+
+
 def _seam_ring(face: Face, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray]:
     """The crop around a face and, over it, the SEAM_RING ellipse band."""
     centre_x, centre_y, radius_x, radius_y = ellipse_radii(face.box)
@@ -442,7 +483,8 @@ def _seam_ring(face: Face, shape: tuple[int, int]) -> tuple[tuple[slice, slice],
     return (slice(top, bottom), slice(left, right)), (distance >= SEAM_RING[0]) & (distance <= outer)
 
 
-def _background(shape: tuple[int, int], faces: list[Face]) -> np.ndarray:
+def background_mask(shape: tuple[int, int], faces: list[Face]) -> np.ndarray:
+    """Where no anonymization reaches: pixels beyond BACKGROUND_MASK_SCALE half-box sizes from every face."""
     background = np.ones(shape, bool)
     for face in faces:
         region = face_region(face, shape[1], shape[0], BACKGROUND_MASK_SCALE, 0.0)

@@ -73,7 +73,11 @@ def write_report(folder: Path, title: str, evaluations: list[Evaluation], summar
         f"<h1>{html.escape(title)}</h1>",
         "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys) + f"</tr>{rows}</table>",
         "<p>FD-dlib is a Fréchet distance over dlib face embeddings, not FID. fd_dlib_vs_strangers divides a "
-        "method's FD-dlib on halves of the originals by the FD-dlib between the halves' real faces.</p>",
+        "method's FD-dlib on halves of the originals by the FD-dlib between the halves' real faces. "
+        "verification_rate counts a face when it is unchanged, or found again by the reference detector and within "
+        "its reid_threshold of the original (median shown): the least of dlib's 0.6, the distance to another person "
+        "in the photo and to a blank patch of the face's size; blank_within_dlib is the share of faces a blank patch "
+        "lies within 0.6 of.</p>",
     ]
     for evaluation in evaluations:
         records = [r for r in evaluation.records if r.thumbnails is not None]
