@@ -147,7 +147,7 @@ def evaluate(
         o.fail_usage(str(error).strip("'\""))
     summaries = [summarize_draws(draws) for draws in runs]
     judges = [estimator.name for estimator in estimators]
-    table = summary_table(f"anoncli evaluate: {originals}", summaries, judges, fid_weights is not None)
+    table = summary_table(f"anoncli evaluate: {escape(str(originals))}", summaries, judges, fid_weights is not None)
     with o.stdout_for_data():
         Console(width=max(Console().width, 260)).print(table)
     for summary in summaries:
@@ -199,7 +199,7 @@ def _evaluate_coverage(
     except (UsageError, ValueError, OSError) as error:
         o.fail_usage(str(error))
     with o.stdout_for_data():
-        Console(width=max(Console().width, 160)).print(coverage_table(f"coverage: {originals}", summaries))
+        Console(width=max(Console().width, 160)).print(coverage_table(f"coverage: {escape(str(originals))}", summaries))
     for summary in summaries:
         for problem in summary["problems"]:
             o.say(f"[yellow]{escape(summary['method'])}: {escape(problem)}[/]")
@@ -220,7 +220,7 @@ def _evaluate_video(original: Path, anonymized: Path, device: str, json_path: Pa
     except VideoReadError as error:
         o.say(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(1) from None
-    table = Table(title=f"anoncli evaluate: {original.name} → {anonymized.name}")
+    table = Table(title=f"anoncli evaluate: {escape(original.name)} → {escape(anonymized.name)}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
