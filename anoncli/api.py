@@ -30,7 +30,7 @@ from anoncli.io.report import FileResult, Report
 from anoncli.io.sources import Task, UsageError
 from anoncli.pipeline.finder import DetectorFinder, FaceFinder, SuppliedFaces
 from anoncli.pipeline.images import BATCH_SIZE, ImageSettings, LoadedImage, anonymize_images, anonymize_loaded, batched
-from anoncli.pipeline.objects import finished_objects, merged, split_finished, stage
+from anoncli.pipeline.objects import finished_objects, merged, split_finished, stage, unless_finished
 from anoncli.pipeline.on_ray import (
     RayBackend,
     anonymize_images_on_ray,
@@ -273,7 +273,7 @@ class Anonymizer:
 
         def results() -> Iterator[FileResult]:
             for chunk in batched(tasks, size):
-                known, work = split_finished(chunk, finished)
+                known, work = split_finished(chunk, unless_finished(finished))
                 yield from merged(chunk, known, stage(work, pipeline) if work else [])
 
         return report.collect(results(), on_result)

@@ -17,6 +17,7 @@ from typing import BinaryIO
 # `-` as an input or output path: standard input or output.
 STREAM = Path("-")
 DEFAULT_SUFFIX = "_anonymized"
+OUTPUT_EXISTS = "output exists; --overwrite to redo"  # why a re-run skips a file
 
 
 class UsageError(Exception):
@@ -40,7 +41,7 @@ class Task:
         if self.skip_reason is not None:
             return self.skip_reason
         if not overwrite and self.output is not None and not is_stream(self.output) and self.output.exists():
-            return "output exists; --overwrite to redo"
+            return OUTPUT_EXISTS
         return None
 
 

@@ -10,10 +10,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from anoncli.io.objects import ObjectTask, download, existing_objects, upload
 from anoncli.io.report import FAILED, OK, SKIPPED, FileResult
-from anoncli.io.sources import Task
+from anoncli.io.sources import OUTPUT_EXISTS, Task
 
 # A file pipeline: local tasks in, one result per task out, in order.
 FilePipeline = Callable[[list[Task]], list[FileResult]]
@@ -52,14 +53,21 @@ def finished_objects(tasks: list[ObjectTask], overwrite: bool) -> set[str]:
     return set().union(*(existing_objects(prefix) for prefix in prefixes))
 
 
-def skipped(task: ObjectTask) -> FileResult:
-    return FileResult(task.source, SKIPPED, task.output, notes=["output exists; --overwrite to redo"])
+def split_finished(tasks: list, reason_to_skip: Callable[[Any], str | None]) -> tuple[dict[int, FileResult], list]:
+    """The skipped results of the tasks there is a reason to skip (by position), and the tasks left to do."""
+    known: dict[int, FileResult] = {}
+    work = []
+    for position, task in enumerate(tasks):
+        if skip := reason_to_skip(task):
+            known[position] = FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
+        else:
+            work.append(task)
+    return known, work
 
 
-def split_finished(tasks: list[ObjectTask], finished: set[str]) -> tuple[dict[int, FileResult], list[ObjectTask]]:
-    """The results of the tasks whose output exists (by position), and the tasks left to do."""
-    known = {position: skipped(task) for position, task in enumerate(tasks) if task.output in finished}
-    return known, [task for position, task in enumerate(tasks) if position not in known]
+def unless_finished(finished: set[str]) -> Callable[[ObjectTask], str | None]:
+    """An object task's reason to skip: its output is among the `finished` ones."""
+    return lambda task: OUTPUT_EXISTS if task.output in finished else None
 
 
 def merged(tasks: list, known: dict[int, FileResult], done: Iterable[FileResult]) -> Iterator[FileResult]:

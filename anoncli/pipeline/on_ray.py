@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from anoncli.io.objects import ObjectTask
-from anoncli.io.report import FAILED, SKIPPED, FileResult, Report
+from anoncli.io.report import FAILED, FileResult, Report
 from anoncli.io.sources import Task
 from anoncli.pipeline.images import ImageSettings, anonymize_images, batched, detection_records
-from anoncli.pipeline.objects import FilePipeline, finished_objects, merged, split_finished, stage
+from anoncli.pipeline.objects import FilePipeline, finished_objects, merged, split_finished, stage, unless_finished
 from anoncli.pipeline.video import VideoSettings, anonymize_video
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def anonymize_images_on_ray(
 
     def calls() -> Iterator[_Call]:
         for chunk in batched(tasks, settings.batch_size):
-            known, work = _split_finished(chunk, settings.overwrite)
+            known, work = split_finished(chunk, lambda task: task.reason_to_skip(settings.overwrite))
             submit = (lambda worker, work=work: worker.images.remote(work, to_do)) if work else None
             yield _Call(chunk, known, submit)
 
@@ -130,7 +130,7 @@ def anonymize_videos_on_ray(
 
     def calls() -> Iterator[_Call]:
         for task in tasks:
-            known, work = _split_finished([task], settings.overwrite)
+            known, work = split_finished([task], lambda task: task.reason_to_skip(settings.overwrite))
             submit = (lambda worker, task=task: worker.video.remote(task, to_do, tracks)) if work else None
             yield _Call([task], known, submit)
 
@@ -152,21 +152,11 @@ def anonymize_objects_on_ray(
 
     def calls() -> Iterator[_Call]:
         for chunk in batched(tasks, size):
-            known, work = split_finished(chunk, finished)
+            known, work = split_finished(chunk, unless_finished(finished))
             submit = (lambda worker, work=work: worker.objects.remote(work, to_do)) if work else None
             yield _Call(chunk, known, submit)
 
     return _run(calls(), anonymizer, report, backend, on_result)
-
-
-def _split_finished(tasks: list[Task], overwrite: bool) -> tuple[dict[int, FileResult], list[Task]]:
-    known, work = {}, []
-    for position, task in enumerate(tasks):
-        if skip := task.reason_to_skip(overwrite):
-            known[position] = FileResult(task.label, SKIPPED, str(task.output), notes=[skip])
-        else:
-            work.append(task)
-    return known, work
 
 
 def _run(
