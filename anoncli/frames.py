@@ -36,6 +36,10 @@ class FrameResult:
 # What a generative method's detections that are not confirmed as faces get: covered, but no face drawn on what
 # may be a patch of jacket.
 STAND_IN = Blur()
+# A detection not confirmed as a face is often part of one: a low score on the side of a turned head, a dim or
+# half-hidden face found in pieces. Its cover reaches this far (times its box) so the rest of the head is covered
+# too; chosen on the tuning crowd photos (docs/results.md, "Coverage").
+UNCONFIRMED_MASK_SCALE = 2.0
 
 
 def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attributes: Attributes = UNKNOWN) -> FaceCrop:
@@ -47,8 +51,8 @@ def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attribute
 
 
 def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) -> list[FrameResult]:
-    """Every face of every frame replaced, pasted back in the order given. A generative method's faces that
-    are not confirmed as faces go to STAND_IN instead."""
+    """Every face of every frame replaced, pasted back in the order given. Detections not confirmed as faces
+    are covered at least UNCONFIRMED_MASK_SCALE wide, and a generative method's go to STAND_IN instead."""
     crops: dict[Method, list[FaceCrop]] = {}
     placements: list[tuple[int, Region, Method, int]] = []  # frame, region, the method and the crop's place
     for index, job in enumerate(jobs):
@@ -59,7 +63,8 @@ def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) ->
         attributes = job.attributes or [UNKNOWN] * len(job.faces)
         for face, seed, wanted in zip(job.faces, job.seeds, attributes):
             handler = STAND_IN if method.generative and not face.confirmed else method
-            region = face_region(face, width, height, mask_scale, handler.context)
+            scale = mask_scale if face.confirmed else max(mask_scale, UNCONFIRMED_MASK_SCALE)
+            region = face_region(face, width, height, scale, handler.context)
             if region.mask.size == 0 or not region.mask.any():
                 continue  # the face lies wholly outside the frame: a track predicted past the edge
             batch = crops.setdefault(handler, [])

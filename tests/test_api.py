@@ -85,8 +85,8 @@ def test_a_failing_method_fails_closed(astronaut):
 
 
 def test_faces_given_are_used(astronaut):
-    faces = anoncli.detect_faces(astronaut)
     anonymizer = anoncli.Anonymizer(method="mask")
+    faces = anonymizer.detect(astronaut)
     assert np.array_equal(anonymizer(astronaut, faces=faces), anonymizer(astronaut))
     assert np.array_equal(anonymizer(astronaut, faces=[]), astronaut)
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anoncli.anonymizers import create_method
 from anoncli.detectors.fused import fuse
 from anoncli.evaluation.coverage import changed_share, read_boxes
-from anoncli.faces import Face
+from anoncli.faces import Face, ellipse_distance_squared
+from anoncli.frames import UNCONFIRMED_MASK_SCALE, FrameJob, anonymize_frames
 from conftest import ROOT, SHARED_DATA
 
 CROWDS = SHARED_DATA / "group_photos" / "unannotated"
@@ -71,6 +73,25 @@ def test_the_edge_face_retinaface_misses_is_masked_by_default(tmp_path, cli):
         assert cli("anonymize", tmp_path / name, "-o", out, "-m", "mask", "--coverage", coverage).exit_code == 0
         written = np.asarray(Image.open(out / name).convert("RGB"))
         assert (changed_share(original, written, edge) >= 0.9) == covered, coverage
+
+
+@pytest.mark.parametrize("method", ["mask", "blur", "deepprivacy"])
+def test_a_detection_not_confirmed_as_a_face_is_covered_wider(astronaut, detector, method):
+    """A low-score box is often part of a head (the side of a turned head, a dim face found in pieces): its
+    cover reaches UNCONFIRMED_MASK_SCALE times the box, where a confirmed face's ends at the method's scale."""
+    box = max(detector.detect(astronaut), key=lambda found: found.size).box
+    anonymizer = create_method(method)
+    changed = {}
+    for confirmed in (True, False):
+        job = FrameJob(astronaut, [Face(box, 0.2, None, confirmed)], [0])
+        (result,) = anonymize_frames([job], anonymizer, anonymizer.default_mask_scale)
+        changed[confirmed] = (result.frame != astronaut).any(axis=2)
+    height, width = astronaut.shape[:2]
+    distance = np.sqrt(ellipse_distance_squared(box, 1.0, 0, 0, width, height))
+    between = (distance > 1.3 * 1.25 + 0.05) & (distance < UNCONFIRMED_MASK_SCALE - 0.05)
+    assert not changed[True][between].any(), "a confirmed face's cover ends at the method's scale and feather"
+    assert changed[False][between].mean() > 0.9, "an unconfirmed one's reaches twice its box"
+    assert changed[False][changed[True]].all()
 
 
 def test_evaluate_boxes_spans_the_extremes(tmp_path, cli):
