@@ -51,8 +51,9 @@ def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attribute
 
 
 def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) -> list[FrameResult]:
-    """Every face of every frame replaced, pasted back in the order given. Detections not confirmed as faces
-    are covered at least UNCONFIRMED_MASK_SCALE wide, and a generative method's go to STAND_IN instead."""
+    """Every face of every frame replaced and pasted back, detections not confirmed as faces first (in the order
+    given otherwise). Those are covered at least UNCONFIRMED_MASK_SCALE wide, and a generative method's go to
+    STAND_IN instead."""
     crops: dict[Method, list[FaceCrop]] = {}
     placements: list[tuple[int, Region, Method, int]] = []  # frame, region, the method and the crop's place
     for index, job in enumerate(jobs):
@@ -61,7 +62,10 @@ def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) ->
         view = rgb8(job.frame)
         height, width = view.shape[:2]
         attributes = job.attributes or [UNKNOWN] * len(job.faces)
-        for face, seed, wanted in zip(job.faces, job.seeds, attributes):
+        # Detections not confirmed as faces are pasted first: where a wide cover overlaps a face, the face's
+        # own replacement is the one that stays.
+        faces = sorted(zip(job.faces, job.seeds, attributes), key=lambda item: item[0].confirmed)
+        for face, seed, wanted in faces:
             handler = STAND_IN if method.generative and not face.confirmed else method
             scale = mask_scale if face.confirmed else max(mask_scale, UNCONFIRMED_MASK_SCALE)
             region = face_region(face, width, height, scale, handler.context)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import anoncli
 from anoncli.faces import Face, box_iou
 from anoncli.io.images import IMAGE_EXTENSIONS
 from anoncli.io.sink import remove_stale_temporaries, temporary_beside
@@ -55,12 +56,16 @@ def test_every_face_is_replaced_and_the_rest_kept(method, backend, photos, tmp_p
     images = sorted(name for name in before if Path(name).suffix in IMAGE_EXTENSIONS)
     assert sorted(tree_digest(out)) == images, "the input tree's images are mirrored, names kept"
 
+    covering = anoncli.Anonymizer(method=method)
     for source in photos.rglob("*.jpg"):
         original, anonymized = load_rgb(source), load_rgb(out / source.relative_to(photos))
         faces = detector.detect(original.astype(np.uint8))
+        # The default plan's own detections (false alarms too) are covered, some twice as wide: not "the rest".
+        covered = covering.detect(original.astype(np.uint8))
         # Pixelation keeps each block's mean colour, so on a flat face where the block grid falls well (the
         # strict plan's fused boxes move it by a pixel) the core changes least: 7.8 on one face here.
-        assert_anonymized(original, anonymized, faces, least_change=6.0 if method == "pixelate" else 8.0)
+        least_change = 6.0 if method == "pixelate" else 8.0
+        assert_anonymized(original, anonymized, faces, least_change=least_change, covered=covered)
         if method == "mask":
             # Nothing a detector would still call a face remains where the faces were.
             left = [f.box for f in detector.detect(anonymized.astype(np.uint8))]

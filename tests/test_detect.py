@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from anoncli.detectors import DETECTORS, create_detector
+from anoncli.detectors.base import FINE_PIXEL_BUDGET
 from anoncli.faces import box_iou
 from conftest import ANNOTATED, SAMPLE_DATA, SHARED_DATA, annotated_boxes
 
@@ -74,6 +75,20 @@ def test_large_false_alarms_are_kept_but_not_confirmed_when_a_closer_look_finds_
     assert box_iou(np.array([alarm], float), confirmed).max(initial=0) < 0.2
     assert box_iou(np.array([alarm], float), unconfirmed).max() > 0.6, "found, kept, marked"
     assert len(confirmed) >= real_faces
+
+
+def test_the_fine_pass_scale_follows_the_pixel_budgets():
+    """By default an image is upscaled (up to 2x) as far as FINE_PIXEL_BUDGET allows; with a smaller budget for
+    upscaled copies, a large photo is still searched at its own resolution and only a small one is upscaled."""
+    default = create_detector("retinaface")
+    assert default.fine_scale(480, 640) == 2.0
+    assert default.fine_scale(1080, 1920) == pytest.approx((FINE_PIXEL_BUDGET / (1080 * 1920)) ** 0.5)
+    assert default.fine_scale(4000, 6000) == pytest.approx((FINE_PIXEL_BUDGET / 24e6) ** 0.5), "huge: below native"
+    thrifty = create_detector("retinaface", upscale_pixels=2e6)
+    assert thrifty.fine_scale(480, 640) == 2.0
+    assert thrifty.fine_scale(1080, 1920) == 1.0
+    assert thrifty.fine_scale(1000, 1000) == pytest.approx(2**0.5)
+    assert thrifty.fine_scale(4000, 6000) == default.fine_scale(4000, 6000)
 
 
 def test_detect_writes_one_json_record_per_image_upright(cli, tmp_path):

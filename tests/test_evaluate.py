@@ -162,7 +162,13 @@ def test_attributes_and_expression_are_kept_only_by_the_reference(figures):
 def test_video_evaluation_counts_exposed_frames_and_flicker(cli, tmp_path):
     """The original against itself: every face exposed, no flicker. Blurred: nothing exposed, some flicker,
     and frame rate, count and duration kept."""
-    clip = SAMPLE_DATA / "videos" / "walking.mp4"
+    clip = tmp_path / "walking.mp4"
+    with av.open(str(clip), "w") as container:  # the sample clip's first second: evaluate's per-frame work halved
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for decoded in islice(decode_frames(SAMPLE_DATA / "videos" / "walking.mp4"), 30):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(decoded.upright_rgb(0), format="rgb24")))
+        container.mux(stream.encode(None))
     assert cli("video", clip, "-o", tmp_path / "blur", "--method", "blur", "--quiet").exit_code == 0
     figures = {}
     for name, anonymized in (("none", clip), ("blur", tmp_path / "blur" / clip.name)):
@@ -170,7 +176,7 @@ def test_video_evaluation_counts_exposed_frames_and_flicker(cli, tmp_path):
         assert result.exit_code == 0, result.output
         figures[name] = json.loads((tmp_path / f"{name}.json").read_text())
     none, blur = figures["none"], figures["blur"]
-    assert none["frames_with_faces"] >= 50 and none["exposed_frames"] == none["frames_with_faces"]
+    assert none["frames_with_faces"] >= 25 and none["exposed_frames"] == none["frames_with_faces"]
     assert none["tof"] == 0 and none["bitrate_ratio"] == 1
     assert blur["exposed_frames"] == 0
     assert blur["tof_faces"] > blur["tof"] > 0

@@ -121,7 +121,8 @@ def test_skin_tone_lands_on_the_asked_colour(cli, detector, tmp_path, target):
     assert result.exit_code == 0
     errors, clipped = [], []
     for path in sorted(originals.iterdir()):
-        for face in detector.detect(load_rgb(path)):
+        # The faces drawn: what a closer look did not confirm as a face (a backdrop letter) is blurred instead.
+        for face in (face for face in detector.detect(load_rgb(path)) if face.confirmed):
             image = load_rgb(out / path.name)
             inner = np.zeros(image.shape[:2], bool)
             x1, y1, x2, y2 = (int(v) for v in face.box)

@@ -22,8 +22,9 @@ GLOBAL_SIDE = 1024
 # Tiles are square and overlap by enough that a small face lies whole inside at least one of them.
 TILE = 640
 TILE_OVERLAP = 160
-# The fine pass upscales small images up to this factor and stops at this many pixels in all; up to
-# WHOLE_PASS_PIXELS it runs on the whole image at once, above that in tiles to bound memory.
+# The fine pass upscales small images up to this factor and stops at this many pixels in all (a detector may
+# give an upscaled copy a smaller budget, `upscale_pixels`, and still look at the image's own resolution); up
+# to WHOLE_PASS_PIXELS it runs on the whole image at once, above that in tiles to bound memory.
 MAX_UPSCALE = 2.0
 FINE_PIXEL_BUDGET = 8_000_000
 WHOLE_PASS_PIXELS = 4_000_000
@@ -147,7 +148,13 @@ class Detector(ABC):
     # for recall, is covered but not confirmed as a face.
     confident_score: float = 0.5
 
-    def __init__(self, threshold: float, max_upscale: float = MAX_UPSCALE, global_side: int = GLOBAL_SIDE) -> None:
+    def __init__(
+        self,
+        threshold: float,
+        max_upscale: float = MAX_UPSCALE,
+        global_side: int = GLOBAL_SIDE,
+        upscale_pixels: float = FINE_PIXEL_BUDGET,
+    ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
         self.threshold = threshold
@@ -155,6 +162,13 @@ class Detector(ABC):
         # needs the whole-frame pass only for faces too large for the native one.
         self.max_upscale = max_upscale
         self.global_side = global_side
+        self.upscale_pixels = upscale_pixels
+
+    def fine_scale(self, height: int, width: int) -> float:
+        """The fine pass's scale: the image's own resolution up to FINE_PIXEL_BUDGET pixels (less beyond), an
+        upscaled copy (up to `max_upscale`) as far as it stays within `upscale_pixels`."""
+        native = min(1.0, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
+        return min(self.max_upscale, max(native, math.sqrt(self.upscale_pixels / (height * width))))
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> list[RawDetections]:
@@ -165,7 +179,7 @@ class Detector(ABC):
         height, width = image.shape[:2]
         global_scale = min(1.0, self.global_side / max(height, width))
         passes = [self._global_pass(image, global_scale)]
-        fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
+        fine_scale = self.fine_scale(height, width)
         if fine_scale > global_scale * 1.4:
             if fine_scale**2 * height * width <= WHOLE_PASS_PIXELS:
                 fine = self._global_pass(image, fine_scale)
@@ -183,7 +197,7 @@ class Detector(ABC):
         New small faces elsewhere are left to the next full `detect`."""
         height, width = image.shape[:2]
         global_scale = min(1.0, self.global_side / max(height, width))
-        fine_scale = min(self.max_upscale, math.sqrt(FINE_PIXEL_BUDGET / (height * width)))
+        fine_scale = self.fine_scale(height, width)
         passes = [self._global_pass(image, global_scale)]
         if fine_scale > global_scale * 1.4:
             small = [box for box in expected if face_size(box) * global_scale < GLOBAL_SEEN_FACE]

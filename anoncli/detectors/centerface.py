@@ -7,7 +7,14 @@ from importlib.resources import files
 import cv2
 import numpy as np
 
-from anoncli.detectors.base import GLOBAL_SIDE, MAX_UPSCALE, Detector, RawDetections, non_max_suppression
+from anoncli.detectors.base import (
+    FINE_PIXEL_BUDGET,
+    GLOBAL_SIDE,
+    MAX_UPSCALE,
+    Detector,
+    RawDetections,
+    non_max_suppression,
+)
 from anoncli.detectors.onnx_session import open_session
 
 OUTPUT_STRIDE = 4
@@ -40,8 +47,9 @@ class CenterFaceDetector(Detector):
         device: str = "cpu",
         max_upscale: float = MAX_UPSCALE,
         global_side: int = GLOBAL_SIDE,
+        upscale_pixels: float = FINE_PIXEL_BUDGET,
     ) -> None:
-        super().__init__(threshold, max_upscale, global_side)
+        super().__init__(threshold, max_upscale, global_side, upscale_pixels)
         self.session = open_session(dynamic_centerface_model(), device)
         self.input_name = self.session.get_inputs()[0].name
 

@@ -16,8 +16,8 @@ from anoncli.detectors.fused import FusedDetector
 
 @dataclass(frozen=True)
 class CoveragePlan:
-    # Detector name → its settings (threshold; max_upscale, 0 for the whole-image pass only; global_side);
-    # a setting left out is the detector's own.
+    # Detector name → its settings (threshold; max_upscale, 0 for the whole-image pass only; upscale_pixels;
+    # global_side); a setting left out is the detector's own.
     detectors: dict[str, dict[str, float]]
     # Detectors that also search dark images with raised contrast (see `fused.DARK_LUMA`).
     low_light: tuple[str, ...] = ()
@@ -25,13 +25,14 @@ class CoveragePlan:
 
 # CenterFace adds the larger faces RetinaFace misses (turned heads, faces cut by the edge, dim faces) from its
 # whole-image pass; its upscaled pass would find little more at twice the cost of all the rest. In strict,
-# RetinaFace looks at the photo's own resolution (faces from about 16 px) but not at an upscaled copy: on the
-# tuning photos the upscaled pass covered no further face, cost half the detection time and added false alarms.
+# RetinaFace looks at a large photo at its own resolution (faces from about 16 px) and upscales only a photo
+# small enough that the copy stays within 2 MP: on the tuning photos, upscaling large photos covered no further
+# face, cost half the detection time and added false alarms; a small photo's copy is cheap and finds 6-px faces.
 COVERAGE_PLANS = {
     "fast": CoveragePlan({DEFAULT_DETECTOR: {}}),
     "balanced": CoveragePlan({"retinaface": {}, "centerface": {"threshold": 0.3, "max_upscale": 0.0}}),
     "strict": CoveragePlan(
-        {"retinaface": {"threshold": 0.3, "max_upscale": 1.0}, "centerface": {"threshold": 0.1, "max_upscale": 0.0}},
+        {"retinaface": {"threshold": 0.3, "upscale_pixels": 2e6}, "centerface": {"threshold": 0.1, "max_upscale": 0.0}},
         low_light=("centerface",),
     ),
 }

@@ -9,7 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from anoncli.detectors.base import GLOBAL_SIDE, MAX_UPSCALE, Detector, RawDetections, non_max_suppression
+from anoncli.detectors.base import (
+    FINE_PIXEL_BUDGET,
+    GLOBAL_SIDE,
+    MAX_UPSCALE,
+    Detector,
+    RawDetections,
+    non_max_suppression,
+)
 from anoncli.detectors.onnx_session import open_session
 from anoncli.detectors.retinaface_anchors import BGR_MEAN, CENTER_VARIANCE, SIZE_VARIANCE, anchors_for
 
@@ -27,9 +34,10 @@ class RetinaFaceDetector(Detector):
         device: str = "cpu",
         max_upscale: float = MAX_UPSCALE,
         global_side: int = GLOBAL_SIDE,
+        upscale_pixels: float = FINE_PIXEL_BUDGET,
         backend: str = "auto",
     ) -> None:
-        super().__init__(threshold, max_upscale, global_side)
+        super().__init__(threshold, max_upscale, global_side, upscale_pixels)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "auto":
