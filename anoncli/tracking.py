@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from anoncli.faces import Box, Face, box_iou, face_size
 
@@ -191,6 +190,9 @@ class FaceTracker(Generic[Payload]):
         detected = np.array([f.box for f in faces]).reshape(-1, 4)
         matches: list[tuple[int, int]] = []
         if len(predicted) and len(detected):
+            # Imported here: SciPy's optimizer takes a quarter second to load, which photo runs do not need.
+            from scipy.optimize import linear_sum_assignment
+
             score = self._match_scores(predicted, detected)
             rows, cols = linear_sum_assignment(-score)
             matches = [(r, c) for r, c in zip(rows, cols) if score[r, c] > 0]

@@ -7,14 +7,7 @@ from importlib.resources import files
 import cv2
 import numpy as np
 
-from anoncli.detectors.base import (
-    FINE_PIXEL_BUDGET,
-    GLOBAL_SIDE,
-    MAX_UPSCALE,
-    Detector,
-    RawDetections,
-    non_max_suppression,
-)
+from anoncli.detectors.base import Detector, RawDetections, non_max_suppression
 from anoncli.detectors.onnx_session import open_session
 
 OUTPUT_STRIDE = 4
@@ -45,11 +38,10 @@ class CenterFaceDetector(Detector):
         self,
         threshold: float = 0.4,
         device: str = "cpu",
-        max_upscale: float = MAX_UPSCALE,
-        global_side: int = GLOBAL_SIDE,
-        upscale_pixels: float = FINE_PIXEL_BUDGET,
+        **search: float,
     ) -> None:
-        super().__init__(threshold, max_upscale, global_side, upscale_pixels)
+        """`search`: how the image is searched (max_upscale, global_side, upscale_pixels; see `Detector`)."""
+        super().__init__(threshold, **search)
         self.session = open_session(dynamic_centerface_model(), device)
         self.input_name = self.session.get_inputs()[0].name
 

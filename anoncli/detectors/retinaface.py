@@ -9,14 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from anoncli.detectors.base import (
-    FINE_PIXEL_BUDGET,
-    GLOBAL_SIDE,
-    MAX_UPSCALE,
-    Detector,
-    RawDetections,
-    non_max_suppression,
-)
+from anoncli.detectors.base import Detector, RawDetections, non_max_suppression
 from anoncli.detectors.onnx_session import open_session
 from anoncli.detectors.retinaface_anchors import BGR_MEAN, CENTER_VARIANCE, SIZE_VARIANCE, anchors_for
 
@@ -32,12 +25,11 @@ class RetinaFaceDetector(Detector):
         self,
         threshold: float = 0.5,
         device: str = "cpu",
-        max_upscale: float = MAX_UPSCALE,
-        global_side: int = GLOBAL_SIDE,
-        upscale_pixels: float = FINE_PIXEL_BUDGET,
         backend: str = "auto",
+        **search: float,
     ) -> None:
-        super().__init__(threshold, max_upscale, global_side, upscale_pixels)
+        """`search`: how the image is searched (max_upscale, global_side, upscale_pixels; see `Detector`)."""
+        super().__init__(threshold, **search)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "auto":
