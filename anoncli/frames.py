@@ -36,10 +36,11 @@ class FrameResult:
 # What a generative method's detections that are not confirmed as faces get: covered, but no face drawn on what
 # may be a patch of jacket.
 STAND_IN = Blur()
-# A detection not confirmed as a face is often part of one: a low score on the side of a turned head, a dim or
-# half-hidden face found in pieces. Its cover reaches this far (times its box) so the rest of the head is covered
-# too; chosen on the tuning crowd photos (docs/results.md, "Coverage").
-UNCONFIRMED_MASK_SCALE = 2.0
+# A detection scored under UNCERTAIN_SCORE is often part of a face: the side of a turned head, a dim or
+# half-hidden face found in pieces. Unless a face is drawn there, its cover reaches UNCERTAIN_MASK_SCALE times its
+# box so the rest of the head is covered too; chosen on the tuning crowd photos (docs/results.md, "Coverage").
+UNCERTAIN_SCORE = 0.5
+UNCERTAIN_MASK_SCALE = 2.0
 
 
 def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attributes: Attributes = UNKNOWN) -> FaceCrop:
@@ -51,9 +52,9 @@ def face_crop(view: np.ndarray, region: Region, face: Face, seed: int, attribute
 
 
 def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) -> list[FrameResult]:
-    """Every face of every frame replaced and pasted back, detections not confirmed as faces first (in the order
-    given otherwise). Those are covered at least UNCONFIRMED_MASK_SCALE wide, and a generative method's go to
-    STAND_IN instead."""
+    """Every face of every frame replaced and pasted back, uncertain detections first (in the order given
+    otherwise). A generative method's detections not confirmed as faces go to STAND_IN instead; low-score ones
+    not drawn as faces are covered UNCERTAIN_MASK_SCALE wide."""
     crops: dict[Method, list[FaceCrop]] = {}
     placements: list[tuple[int, Region, Method, int]] = []  # frame, region, the method and the crop's place
     for index, job in enumerate(jobs):
@@ -62,12 +63,13 @@ def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) ->
         view = rgb8(job.frame)
         height, width = view.shape[:2]
         attributes = job.attributes or [UNKNOWN] * len(job.faces)
-        # Detections not confirmed as faces are pasted first: where a wide cover overlaps a face, the face's
-        # own replacement is the one that stays.
-        faces = sorted(zip(job.faces, job.seeds, attributes), key=lambda item: item[0].confirmed)
+        # Uncertain detections are pasted first: where a wide cover overlaps a face, the face's own replacement
+        # is the one that stays.
+        faces = sorted(zip(job.faces, job.seeds, attributes), key=lambda item: not _uncertain(item[0]))
         for face, seed, wanted in faces:
             handler = STAND_IN if method.generative and not face.confirmed else method
-            scale = mask_scale if face.confirmed else max(mask_scale, UNCONFIRMED_MASK_SCALE)
+            wide = face.score < UNCERTAIN_SCORE and not handler.generative
+            scale = max(mask_scale, UNCERTAIN_MASK_SCALE) if wide else mask_scale
             region = face_region(face, width, height, scale, handler.context)
             if region.mask.size == 0 or not region.mask.any():
                 continue  # the face lies wholly outside the frame: a track predicted past the edge
@@ -88,3 +90,7 @@ def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) ->
         if replacement.fallback_reason:
             results[index].fallbacks.append(replacement.fallback_reason)
     return results
+
+
+def _uncertain(face: Face) -> bool:
+    return face.score < UNCERTAIN_SCORE or not face.confirmed

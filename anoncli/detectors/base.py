@@ -157,6 +157,8 @@ class Detector(ABC):
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
+        if upscale_pixels <= 0:
+            raise ValueError(f"upscale_pixels must be positive, got {upscale_pixels}")
         self.threshold = threshold
         # Video trades the upscaled pass for speed (tracking across frames makes up for single misses) and
         # needs the whole-frame pass only for faces too large for the native one.

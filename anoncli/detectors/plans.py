@@ -38,7 +38,7 @@ COVERAGE_PLANS = {
 }
 DEFAULT_COVERAGE = "strict"
 # Settings where the smaller of the plan's and the caller's (a video's cheaper search) wins.
-AT_MOST = ("max_upscale", "global_side")
+AT_MOST = ("max_upscale", "global_side", "upscale_pixels")
 
 
 def create_face_detector(
