@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -147,7 +148,14 @@ def held_out_utkface(count: int) -> list[tuple[Path, Attributes]]:
 def start_anoncli(*args) -> subprocess.Popen:
     """The installed `anoncli` as its own process, to be interrupted the way a user or a scheduler would."""
     anoncli = Path(sys.executable).parent / "anoncli"
-    return subprocess.Popen([str(anoncli), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # As from a terminal: tests started in the background by a shell without job control inherit SIGINT
+    # ignored, and a program that starts with SIGINT ignored rightly goes on ignoring Ctrl-C.
+    return subprocess.Popen(
+        [str(anoncli), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, seconds: float = 120) -> None:
