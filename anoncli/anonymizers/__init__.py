@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anoncli.anonymizers.base import FaceCrop, Method, Replacement, anonymize_fail_closed
+from anoncli.anonymizers.base import FaceCrop, Method, Replacement, StandIn, anonymize_fail_closed
 from anoncli.anonymizers.baselines import Blur, Mask, Pixelate
 from anoncli.registry import Registry
 
@@ -18,6 +18,13 @@ def _deepprivacy(device: str = "cpu") -> Method:
     from anoncli.anonymizers.deepprivacy import DeepPrivacy
 
     return DeepPrivacy(device=device)
+
+
+@METHODS.register("ksame")
+def _ksame(device: str = "cpu") -> Method:
+    from anoncli.anonymizers.ksame import KSame
+
+    return KSame(device=device)
 
 
 DEFAULT_METHOD = "blur"
@@ -48,6 +55,7 @@ __all__ = [
     "FaceCrop",
     "Method",
     "Replacement",
+    "StandIn",
     "anonymize_fail_closed",
     "create_method",
 ]

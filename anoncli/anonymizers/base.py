@@ -55,8 +55,17 @@ class Method(ABC):
     skin_tone: tuple[int, int, int] | None = None
 
     @abstractmethod
-    def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray]:
-        """One (h, w, 3) uint8 replacement per face, same shape as its crop."""
+    def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:
+        """One (h, w, 3) uint8 replacement per face, same shape as its crop (a `StandIn` where the method drew
+        the face by its own fallback)."""
+
+
+@dataclass
+class StandIn:
+    """A face a method could not draw its own way and drew by its fallback instead, and why."""
+
+    pixels: np.ndarray
+    reason: str
 
 
 def solid_fill(face: FaceCrop) -> np.ndarray:
@@ -67,6 +76,7 @@ def solid_fill(face: FaceCrop) -> np.ndarray:
 class Replacement:
     pixels: np.ndarray
     fallback_reason: str | None = None  # set when the method failed and a solid mask was used instead
+    stand_in_reason: str | None = None  # set when the method drew the face by its own fallback
 
 
 def anonymize_fail_closed(method: Method, faces: Sequence[FaceCrop]) -> list[Replacement]:
@@ -88,8 +98,9 @@ def anonymize_fail_closed(method: Method, faces: Sequence[FaceCrop]) -> list[Rep
     return [_checked(method.name, face, output) for face, output in zip(faces, outputs)]
 
 
-def _checked(method_name: str, face: FaceCrop, output: np.ndarray) -> Replacement:
-    output = np.asarray(output)
+def _checked(method_name: str, face: FaceCrop, output: np.ndarray | StandIn) -> Replacement:
+    stand_in_reason = output.reason if isinstance(output, StandIn) else None
+    output = np.asarray(output.pixels if isinstance(output, StandIn) else output)
     if output.shape != face.pixels.shape or output.dtype != np.uint8:
         reason = f"{method_name} returned {output.dtype} {output.shape}, expected uint8 {face.pixels.shape}"
         return Replacement(solid_fill(face), reason)
@@ -99,4 +110,4 @@ def _checked(method_name: str, face: FaceCrop, output: np.ndarray) -> Replacemen
         change = np.abs(output[core].astype(np.float32) - original).mean()
         if change < 0.5:
             return Replacement(solid_fill(face), f"{method_name} left the face unchanged")
-    return Replacement(output)
+    return Replacement(output, stand_in_reason=stand_in_reason)

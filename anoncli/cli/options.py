@@ -68,6 +68,7 @@ def jsonl_line(result: FileResult) -> str:
         "status": result.status,
         "faces": result.faces,
         "fallback_faces": result.fallback_faces,
+        "stand_in_faces": result.stand_in_faces,
         "error": result.error,
     }
     return json.dumps(record, ensure_ascii=False)
@@ -285,7 +286,7 @@ JsonlOption = Annotated[
     typer.Option(
         "--jsonl",
         help="Print one JSON line per finished file on stdout (path, output, status, faces, fallback_faces, "
-        "error) as it finishes.",
+        "stand_in_faces, error) as it finishes.",
     ),
 ]
 DetectorOption = Annotated[

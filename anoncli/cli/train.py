@@ -29,9 +29,11 @@ PreparedOption = Annotated[
 ]
 
 
-def _progress_printer(quiet: bool) -> Callable[[int, int], None]:
-    """Progress of preparing the faces (minutes on a large folder), as a tqdm bar on stderr."""
-    bar = tqdm(desc="preparing faces", unit="faces", disable=quiet, file=sys.stderr, mininterval=1.0, delay=2.0)
+def _progress_printer(
+    quiet: bool, description: str = "preparing faces", unit: str = "faces"
+) -> Callable[[int, int], None]:
+    """Progress of a long step (preparing the faces: minutes on a large folder), as a tqdm bar on stderr."""
+    bar = tqdm(desc=description, unit=unit, disable=quiet, file=sys.stderr, mininterval=1.0, delay=2.0)
 
     def advance(done: int, total: int) -> None:
         bar.total = total
@@ -216,3 +218,55 @@ def train_attributes(
 
     best = train_classifier(config, dataset, labels, description, report)
     o.say(f"weights of epoch {best['epoch']} written to {escape(str(out))}")
+
+
+@train_app.command("ksame")
+def train_ksame(
+    data: Annotated[Path, typer.Option("--data", help="Folder of face photos (e.g. ../shared/data/utkface).")],
+    out: Annotated[Path, typer.Option("--out", help="Bank to write (a manifest .json goes beside).")] = Path(
+        "weights/ksame_bank.pt"
+    ),
+    k: Annotated[int, typer.Option("--k", min=2, help="Distinct donors averaged into each composite, at least.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Deals the donors into composites.")] = 0,
+    licence: Annotated[
+        str, typer.Option("--licence", help="The licence of --data, written into the manifest.")
+    ] = "UTKFace: non-commercial research only",
+    work_dir: Annotated[
+        Path, typer.Option("--work-dir", help="Cache of the donors' meshes and labels, reused by the next build.")
+    ] = Path("runs/ksame"),
+    device: o.DeviceOption = "auto",
+    quiet: o.QuietOption = False,
+) -> None:
+    """Build the composite bank `--method ksame` draws from: each composite averages at least k distinct donors.
+
+    Every photo of --data but the held-out 5 % is a candidate donor: FaceMesh, gender and age group (labels.csv
+    when the folder has one, the project's classifier otherwise) and skin colour are surveyed once and cached in
+    --work-dir; near-frontal donors with closed mouth and open eyes are grouped by gender, age group and skin
+    tone and dealt into composites. The bank holds composites only, never one donor's face.
+
+    Example: `anoncli train ksame --data ../shared/data/utkface --k 10`
+    """
+    from anoncli.training.ksame import DonorSurvey, build_bank, survey_donors
+
+    if not data.is_dir():
+        o.fail_usage(f"--data {data} is not a folder")
+    survey_file = work_dir / f"donors-{data.name}.npz"
+    if survey_file.exists():
+        survey = DonorSurvey.load(survey_file)
+        o.say(
+            f"donors as surveyed before in {escape(str(survey_file))} (delete it to survey {escape(str(data))} again)"
+        )
+    else:
+        survey = survey_donors(data, resolve_device(device), _progress_printer(quiet, "surveying donors", "photos"))
+        if not survey.names:
+            o.fail_usage(f"no face found in the photos of {data}")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        survey.save(survey_file)
+    bank, description = build_bank(
+        data, survey, k=k, seed=seed, on_progress=_progress_printer(quiet, "averaging composites", "composites")
+    )
+    if not len(bank):
+        o.fail_usage(f"no group of {data} has {k} usable donors; lower --k or add photos")
+    description["data"]["licence"] = licence
+    bank.save(out, description)
+    o.say(f"{len(bank)} composites of {k} or more donors written to {escape(str(out))}")

@@ -28,6 +28,9 @@ class FileResult:
     # Detections not confirmed as faces (a closer look or the score said no): covered all the same, blurred by a
     # generative method rather than redrawn as a face.
     unconfirmed_faces: int = 0
+    # Faces the method could not draw its own way and drew by its fallback (ksame: deepprivacy where FaceMesh
+    # fits no mesh); covered all the same.
+    stand_in_faces: int = 0
     notes: list[str] = field(default_factory=list)
     video: dict | None = None  # videos only: tracks, frame rates, durations, bitrates in and out
 
@@ -56,6 +59,7 @@ class Report:
             "faces": sum(result.faces for result in self.files),
             "fallback_faces": sum(result.fallback_faces for result in self.files),
             "unconfirmed_faces": sum(result.unconfirmed_faces for result in self.files),
+            "stand_in_faces": sum(result.stand_in_faces for result in self.files),
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
             "left": self.left if self.interrupted else 0,
@@ -90,6 +94,8 @@ class Report:
         ]
         if totals["fallback_faces"]:
             parts.append(f"{totals['fallback_faces']} faces masked solid after a method failure")
+        if totals["stand_in_faces"]:
+            parts.append(f"{totals['stand_in_faces']} faces drawn by the method's fallback")
         rate = totals["files"] / self.seconds if self.seconds > 0 else 0.0
         line = f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} {unit}/s)"
         if self.interrupted:

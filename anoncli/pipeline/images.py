@@ -65,6 +65,7 @@ class LoadedImage:
     skipped: str | None = None  # why there is nothing to do
     anonymized: list[np.ndarray] = field(default_factory=list)  # the frames with every face replaced
     fallback_faces: int = 0  # faces masked solid because the method failed on them
+    stand_in_faces: int = 0  # faces the method drew by its own fallback (ksame: deepprivacy where no mesh fits)
     unconfirmed_faces: int = 0  # detections not confirmed as faces: blurred, not redrawn, by a generative method
     attributes: list[list[Attributes]] = field(default_factory=list)  # per frame and face, with --preserve
 
@@ -238,8 +239,9 @@ def _anonymize_batch(batch: list[LoadedImage], method: Method, settings: ImageSe
         loaded = batch[image_index]
         loaded.anonymized.append(result.frame)
         loaded.fallback_faces += len(result.fallbacks)
+        loaded.stand_in_faces += len(result.stand_ins)
         loaded.unconfirmed_faces += result.unconfirmed
-        loaded.picture.notes.extend(result.fallbacks)
+        loaded.picture.notes.extend(result.fallbacks + result.stand_ins)
     for loaded in batch:
         if loaded.unconfirmed_faces:
             loaded.picture.notes.append(
@@ -253,6 +255,7 @@ def _write(loaded: LoadedImage) -> FileResult:
     faces = sum(len(per_frame) for per_frame in loaded.faces)
     counts = {"faces": faces, "frames": len(frames), "fallback_faces": loaded.fallback_faces}
     counts["unconfirmed_faces"] = loaded.unconfirmed_faces
+    counts["stand_in_faces"] = loaded.stand_in_faces
     try:
         write_atomically(task.output, encode_picture(picture, frames))
     except Exception as error:  # one unwritable file must not stop the batch

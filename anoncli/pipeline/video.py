@@ -81,6 +81,7 @@ class VideoStats:
     detections_per_track: Counter = field(default_factory=Counter)
     predicted_frames: int = 0  # frames where some face was covered by a track's prediction, not a detection
     fallback_faces: int = 0
+    stand_in_faces: int = 0
     unconfirmed_faces: int = 0
     audio_packets: int = 0
     decoded_span: DecodedSpan = field(default_factory=lambda: DecodedSpan())
@@ -274,6 +275,7 @@ def anonymize_video(
         stats.frames,
         stats.fallback_faces,
         unconfirmed_faces=stats.unconfirmed_faces,
+        stand_in_faces=stats.stand_in_faces,
         notes=[truncation] if truncation else [],
         video={
             "truncated": truncation is not None,
@@ -331,6 +333,7 @@ def _anonymize_batch(
     for tracked, job, result in zip(batch, jobs, anonymize_frames(jobs, method, settings.mask_scale)):
         decoded = tracked.payload.decoded
         stats.fallback_faces += len(result.fallbacks)
+        stats.stand_in_faces += len(result.stand_ins)
         stats.unconfirmed_faces += result.unconfirmed
         if job.faces:
             writes.append((writer.write_rgb, (result.frame, decoded.pts, info.rotation)))

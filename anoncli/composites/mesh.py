@@ -1,0 +1,155 @@
+"""MediaPipe FaceMesh (468 points) fitted on a detector's crop, and the mesh geometry the composites use.
+
+FaceMesh's own detector is short-range: it finds a face that fills its image. It is therefore run on a
+square of FIT_CONTEXT × the detector's box, and the mesh is checked to lie on that box, so a neighbour's face
+in the square is never taken for the one asked about.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from anoncli.faces import Box, centred_square, cut_square, face_size
+
+MESH_POINTS = 468
+# 0.10.21 is the last MediaPipe with FaceMesh inside the wheel; its metadata asks for a second OpenCV and jax,
+# which FaceMesh does not use.
+MEDIAPIPE_INSTALL = "pip install --no-deps mediapipe==0.10.21 absl-py"
+FIT_CONTEXT = 1.8
+# FaceMesh resizes to 192² itself; a larger square only costs time.
+FIT_SIDE = 384
+# A mesh whose centre lies further than this share of the box size from the box centre, or whose extent is
+# not within these factors of the box size, belongs to another face or is no fit.
+MAX_CENTRE_OFFSET = 0.35
+EXTENT_RANGE = (0.6, 2.2)
+
+# Indices of the mesh topology (MediaPipe's face_mesh_connections), left and right as the person's own.
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)  # fmt: skip
+INNER_LIP_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+INNER_LIP_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+OUTER_LIP_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+RIGHT_EYE_UPPER = (246, 161, 160, 159, 158, 157, 173)
+RIGHT_EYE_LOWER = (7, 163, 144, 145, 153, 154, 155)
+LEFT_EYE_UPPER = (466, 388, 387, 386, 385, 384, 398)
+LEFT_EYE_LOWER = (249, 390, 373, 374, 380, 381, 382)
+# Points whose opening (lower minus upper, in the face's own frame) is an expression, not an identity.
+MOUTH_GAP = (13, 14)
+RIGHT_EYE_GAP = (159, 145)
+LEFT_EYE_GAP = (386, 374)
+CHIN = 152
+FOREHEAD = 10
+
+
+class FaceMesher:
+    """FaceMesh on one face at a time; `fit` returns (468, 3) points in the given image's pixels or None."""
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        with _native_stderr_silenced():
+            from mediapipe.python.solutions.face_mesh import FaceMesh
+
+            self._mesh = FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=min_confidence
+            )
+            # The graph loads its models on its own threads when it first runs: run it once here, silenced.
+            self._mesh.process(np.zeros((FIT_SIDE, FIT_SIDE, 3), np.uint8))
+        self._landmarks_seen = False
+
+    def fit(self, image: np.ndarray, box: Box) -> np.ndarray | None:
+        """The mesh of the face in `box` of `image` (RGB uint8): x, y in the image's pixels, z (depth, smaller
+        is nearer) in the same units; None when FaceMesh finds no face there."""
+        square = centred_square(box, FIT_CONTEXT * face_size(box))
+        pixels, _ = cut_square(image, square)
+        scale = min(1.0, FIT_SIDE / square.side)
+        if scale < 1.0:
+            pixels = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if self._landmarks_seen:
+            result = self._mesh.process(np.ascontiguousarray(pixels))
+        else:  # the native side warns once, the first time it projects landmarks
+            with _native_stderr_silenced():
+                result = self._mesh.process(np.ascontiguousarray(pixels))
+            self._landmarks_seen = bool(result.multi_face_landmarks)
+        if not result.multi_face_landmarks:
+            return None
+        side = pixels.shape[0] / scale
+        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float32)
+        points *= side
+        points[:, 0] += square.x
+        points[:, 1] += square.y
+        return points if lies_on(points, box) else None
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe's native side writes set-up chatter (TFLite delegates, absl warnings) straight to file
+    descriptor 2 while it loads its graph; that is all it says there, so it is not passed on."""
+    sys.stderr.flush()
+    saved, sink = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(sink, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(sink)
+
+
+def lies_on(points: np.ndarray, box: Box) -> bool:
+    """Whether a mesh is the face of `box`: centred on it and of about its size."""
+    size = face_size(box)
+    centre = points[:, :2].mean(axis=0)
+    offset = np.hypot(centre[0] - (box[0] + box[2]) / 2, centre[1] - (box[1] + box[3]) / 2)
+    extent = float(np.ptp(points[:, :2], axis=0).max())
+    return offset <= MAX_CENTRE_OFFSET * size and EXTENT_RANGE[0] * size <= extent <= EXTENT_RANGE[1] * size
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x ↦ scale · rotation · x + shift, in 3-D."""
+
+    scale: float
+    rotation: np.ndarray  # (3, 3)
+    shift: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return (self.scale * points @ self.rotation.T + self.shift).astype(np.float32)
+
+    def invert(self, points: np.ndarray) -> np.ndarray:
+        return ((points - self.shift) @ self.rotation / self.scale).astype(np.float32)
+
+    @property
+    def yaw_pitch_degrees(self) -> tuple[float, float]:
+        """Turn about the vertical and the horizontal axis of the face, from its rotation."""
+        rotation = self.rotation
+        return (
+            float(np.degrees(np.arcsin(np.clip(-rotation[2, 0], -1, 1)))),
+            float(np.degrees(np.arctan2(rotation[2, 1], rotation[2, 2]))),
+        )
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
+    """The least-squares similarity taking `source` points onto `target` points (Umeyama 1991)."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.eye(3)
+    sign[2, 2] = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
+    rotation = u @ sign @ vt
+    scale = float(np.trace(np.diag(singular) @ sign) / (source_centred**2).sum(axis=1).mean())
+    return Similarity(scale, rotation, target_mean - scale * source_mean @ rotation.T)
+
+
+def openings(points: np.ndarray) -> np.ndarray:
+    """Mouth, right-eye and left-eye opening of a mesh in its own frame, as shares of its forehead-to-chin
+    height."""
+    height = np.linalg.norm(points[CHIN] - points[FOREHEAD])
+    gaps = [np.linalg.norm(points[b] - points[a]) for a, b in (MOUTH_GAP, RIGHT_EYE_GAP, LEFT_EYE_GAP)]
+    return np.array(gaps, np.float32) / max(float(height), 1e-6)

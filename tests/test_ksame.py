@@ -1,0 +1,198 @@
+"""`--method ksame`: composites of k donors posed by FaceMesh; the bank, its build and privacy by construction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import anoncli
+from anoncli.anonymizers import FaceCrop, StandIn, create_method
+from anoncli.attributes import UNKNOWN, Attributes
+from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
+from anoncli.composites.mesh import MESH_POINTS, FaceMesher, similarity
+from anoncli.composites.warp import warp
+from anoncli.frames import face_crop
+from anoncli.generative.weights import WeightsError, sha256_of
+from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
+from anoncli.regions import face_region
+from conftest import SHARED_DATA, UTKFACE, assert_anonymized, held_out_utkface, load_rgb, read_report
+
+CELEBS = SHARED_DATA / "identities" / "celebs13"
+
+
+@pytest.fixture(scope="module")
+def method():
+    return create_method("ksame", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return CompositeBank.load()
+
+
+def photo(path) -> np.ndarray:
+    return load_rgb(path).astype(np.uint8)
+
+
+def crop_of(image: np.ndarray, face, seed: int, context: float, attributes: Attributes = UNKNOWN) -> FaceCrop:
+    region = face_region(face, image.shape[1], image.shape[0], 1.1, context)
+    return face_crop(image, region, face, seed, attributes)
+
+
+def test_the_shipped_bank_holds_composites_of_k_distinct_donors_and_says_so(bank):
+    manifest = json.loads(DEFAULT_BANK.with_suffix(".json").read_text())
+    assert manifest["sha256"] == sha256_of(DEFAULT_BANK) and manifest["composites"] == len(bank)
+    assert manifest["k"] >= 10 and bank.donors.min() >= manifest["k"]
+    assert all(len(set(files)) == len(files) == count for files, count in zip(bank.donor_files, bank.donors))
+    donors = [name for files in bank.donor_files for name in files]
+    assert len(set(donors)) == len(donors), "each donor is in one composite only"
+    assert bank.shapes.shape == (len(bank), MESH_POINTS, 3)
+    assert "licence" in manifest["data"] and manifest["bytes"] < 50e6  # small enough for the wheel
+    # Every group of gender × age group has composites to choose from.
+    for gender in range(2):
+        for age_group in range(4):
+            assert ((bank.gender == gender) & (bank.age_group == age_group)).sum() >= 3
+
+
+def test_a_composite_is_chosen_by_seed_within_the_wanted_group(bank):
+    wanted = Attributes("female", "40+")
+    chosen = {bank.choose(seed, wanted) for seed in range(40)}
+    assert len(chosen) > 5, "another seed, another composite"
+    assert all(bank.gender[index] == 1 and bank.age_group[index] == 3 for index in chosen)
+    assert bank.choose(7, wanted) == bank.choose(7, wanted)
+
+
+def test_a_piecewise_affine_warp_moves_points_where_they_are_sent():
+    """A white dot at a mesh point lands on that point's new place, through the triangles it lies in."""
+    source = np.array([[10, 10], [90, 10], [90, 90], [10, 90], [50, 50]], np.float32)
+    target = source * 1.5 + np.array([5, 20], np.float32)
+    triangles = np.array([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]])
+    image = np.zeros((100, 100, 3), np.float32)
+    image[28:33, 68:73] = 255  # a dot around (70, 30)
+    warped, covered = warp(image, source, target, triangles, (180, 180))
+    ys, xs = np.nonzero(warped[..., 0] > 128)
+    assert xs.mean() + 0.5 == pytest.approx(70.5 * 1.5 + 5, abs=1.0)
+    assert ys.mean() + 0.5 == pytest.approx(30.5 * 1.5 + 20, abs=1.0)
+    assert covered[40, 40] and not covered[5, 5]
+
+
+def test_the_mesh_fits_the_face_it_is_asked_about(astronaut, detector):
+    face = detector.detect(astronaut)[0]
+    mesh = FaceMesher().fit(astronaut, face.box)
+    assert mesh is not None and mesh.shape == (MESH_POINTS, 3)
+    width = face.width
+    left_eye, right_eye = np.array(face.landmarks[0]), np.array(face.landmarks[1])
+    # The mesh's eye centres lie on the detector's eye landmarks (within a tenth of the face).
+    assert np.linalg.norm(mesh[[33, 133], :2].mean(axis=0) - left_eye) < 0.1 * width
+    assert np.linalg.norm(mesh[[362, 263], :2].mean(axis=0) - right_eye) < 0.1 * width
+    # Asked about an empty patch of sky, it answers nothing rather than some other face.
+    assert FaceMesher().fit(astronaut, (400.0, 20.0, 480.0, 120.0)) is None
+
+
+@pytest.mark.parametrize("attributes", [UNKNOWN, Attributes("female", "20-29")], ids=["plain", "preserve"])
+def test_the_new_face_is_drawn_from_its_mesh_and_surroundings_only(method, detector, attributes):
+    """With the mesh held fixed, randomizing every pixel of the erased face leaves the output bit-identical:
+    the face's pixels reach the output only through its mesh (and the attribute labels)."""
+    image = photo(CELEBS / "img10.jpg")
+    face = max(detector.detect(image), key=lambda f: f.size)
+    crop = crop_of(image, face, seed=5, context=method.context, attributes=attributes)
+    scrambled = FaceCrop(crop.pixels.copy(), crop.mask, crop.box, crop.landmarks, crop.seed, attributes)
+    core = crop.mask >= 0.99
+    scrambled.pixels[core] = np.random.default_rng(3).integers(0, 256, (int(core.sum()), 3))
+    (mesh,) = method.meshes([crop])
+    assert mesh is not None
+    (first,), (second,) = method.draw([crop], [mesh]), method.draw([scrambled], [mesh])
+    assert not isinstance(first, StandIn) and first.shape == crop.pixels.shape
+    assert np.array_equal(first, second)
+
+
+def test_the_composite_takes_the_pose_but_not_the_shape_of_the_face(method, bank, detector):
+    """Posed on the target's mesh, the composite keeps its own proportions: the residual to the target's mesh
+    is the composite's shape difference, not zero."""
+    image = photo(CELEBS / "img10.jpg")
+    face = max(detector.detect(image), key=lambda f: f.size)
+    (mesh,) = method.meshes([crop_of(image, face, seed=1, context=method.context)])
+    shape = bank.shapes[bank.choose(1, UNKNOWN)]
+    frame = similarity(shape, mesh)
+    posed = frame.apply(shape)
+    error = np.linalg.norm(posed[:, :2] - mesh[:, :2], axis=1).mean() / face.size
+    assert 0.005 < error < 0.1  # on the face, in its pose, yet not its geometry
+
+
+def test_faces_are_anonymized_and_faces_without_a_mesh_are_counted(tmp_path, cli):
+    source = CELEBS / "selfie-many-people.jpg"
+    result = cli("anonymize", source, "-o", tmp_path / "out", "-m", "ksame", "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = read_report(tmp_path / "r.json")
+    file = report["files"][0]
+    assert file["faces"] >= 6 and file["fallback_faces"] == 0
+    assert 0 < file["stand_in_faces"] < file["faces"], "most faces get a composite, the rest deepprivacy's"
+    assert any("FaceMesh" in note for note in file["notes"])
+    original, anonymized = load_rgb(source), load_rgb(tmp_path / "out" / source.name)
+    found = anoncli.Anonymizer("ksame").detect(original.astype(np.uint8))
+    confident = [face for face in found if face.score > 0.9]
+    assert_anonymized(original.astype(float), anonymized.astype(float), confident, covered=found)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="composites are averages of their donors: dlib finds an output nearer one of its composite's 10 donors "
+    "than the nearest of as many matched strangers for 80 % of held-out outputs (chance 50 %); k 20 / 40, mixing "
+    "regions of 2-3 composites and donors balanced in embedding space did not bring it to chance "
+    "(docs/results.md, 'ksame: donors')",
+)
+def test_no_new_face_is_nearer_a_donor_of_its_composite_than_a_stranger(method, bank, detector):
+    """Held-out UTKFace faces drawn over with a composite of their gender and age group: dlib does not match the
+    output to one of the composite's donors more closely than to the nearest of as many strangers of that
+    group (other held-out people)."""
+    embedder = FaceEmbedder()
+
+    def embedding(image: np.ndarray) -> np.ndarray:
+        return embedder.embed(image, max(detector.detect(image), key=lambda f: f.size).box)
+
+    held_out = held_out_utkface(240)
+    targets = held_out[::40]
+    checked = 0
+    for number, (path, attributes) in enumerate(targets):
+        image = photo(path)
+        face = max(detector.detect(image), key=lambda f: f.size)
+        crop = crop_of(image, face, seed=number, context=method.context, attributes=attributes)
+        (output,) = method.anonymize([crop])
+        if isinstance(output, StandIn):
+            continue
+        query = embedder.embed(np.ascontiguousarray(output), crop.box)
+        donor_files = bank.donor_files[bank.choose(number, attributes)]
+        donors = np.array([embedding(photo(UTKFACE / name)) for name in donor_files])
+        group = [other for other, wanted in held_out if wanted == attributes and other != path]
+        strangers = np.array([embedding(photo(other)) for other in group[: len(donors)]])
+        nearest_donor = np.linalg.norm(donors - query, axis=1).min()
+        nearest_stranger = np.linalg.norm(strangers - query, axis=1).min()
+        assert nearest_donor >= SAME_PERSON_DISTANCE or nearest_donor >= nearest_stranger, path.name
+        checked += 1
+    assert checked >= 4
+
+
+def test_the_bank_is_built_from_a_folder_of_faces(tmp_path, cli):
+    """`anoncli train ksame` on 120 labelled faces of women in their twenties and thirties: composites of k
+    distinct donors, checked and described."""
+    data = tmp_path / "faces"
+    data.mkdir()
+    labels = (UTKFACE / "labels.csv").read_text().splitlines()
+    chosen = [line for line in labels[1:] if line.split("_")[1] == "1" and 20 <= int(line.split("_")[0]) < 40]
+    chosen = chosen[:: len(chosen) // 120][:120]
+    for line in chosen:
+        shutil.copy(UTKFACE / line.split(",")[0], data)
+    (data / "labels.csv").write_text("\n".join([labels[0], *chosen]) + "\n")
+    out = tmp_path / "bank.pt"
+    result = cli("train", "ksame", "--data", data, "--out", out, "--k", "3", "--work-dir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    built = CompositeBank.load(out)
+    assert len(built) >= 2 and built.donors.min() >= 3 and (built.gender == 1).all()
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["k"] == 3 and manifest["donors"]["used"] == built.donors.sum()
+    out.write_bytes(out.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(WeightsError):
+        CompositeBank.load(out)
