@@ -18,18 +18,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anoncli.anonymizers.base import FaceCrop, Method, StandIn
+from anoncli.anonymizers.base import CORE_MASK_LEVEL, FaceCrop, Method, StandIn
 from anoncli.anonymizers.deepprivacy import DeepPrivacy
 from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
 from anoncli.composites.blend import colour_matched, multiband
 from anoncli.composites.mesh import (
     CHIN,
+    FACE_OVAL,
     FOREHEAD,
     INNER_LIP_LOWER,
-    INNER_LIP_UPPER,
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
     MEDIAPIPE_INSTALL,
+    MESH_POINTS,
     OUTER_LIP_LOWER,
     RIGHT_EYE_LOWER,
     RIGHT_EYE_UPPER,
@@ -39,19 +40,50 @@ from anoncli.composites.mesh import (
 )
 from anoncli.composites.warp import warp
 from anoncli.generative.geometry import CONTEXT
+from anoncli.io.images import LUMA_WEIGHTS
 
 # How far each point of a lip or eyelid line follows an opening: fully at its middle, not at its corners.
 LIP_PROFILE = np.sin(np.linspace(0, np.pi, len(INNER_LIP_LOWER)))
 LID_PROFILE = np.sin(np.linspace(0, np.pi, len(RIGHT_EYE_UPPER) + 2)[1:-1])
-# A mouth opened wider than this share of the face's height shows its inside, shaded darker.
-OPEN_MOUTH = 0.03
-MOUTH_INSIDE = (70, 35, 35)
-MOUTH_DARKNESS = 0.8
+# Between the face outline and the edge of the erased region deepprivacy's drawing is the weakest part: the
+# composite reaches MARGIN past its outline (share of the outline's distance from its centre), on a ring of points
+# and triangles added to the mesh, its texture carried outwards.
+MARGIN = 0.2
+MARGIN_INPAINT_RADIUS = 5
+_OUTLINE = len(FACE_OVAL)
+MARGIN_TRIANGLES = np.array(
+    [
+        triangle
+        for i in range(_OUTLINE)
+        for triangle in (
+            (FACE_OVAL[i], FACE_OVAL[(i + 1) % _OUTLINE], MESH_POINTS + i),
+            (FACE_OVAL[(i + 1) % _OUTLINE], MESH_POINTS + (i + 1) % _OUTLINE, MESH_POINTS + i),
+        )
+    ]
+)
+# The target's mouth opening is carried over up to this share of the face's height: the composites are of
+# closed mouths, and wider, their lips would only stretch.
+MOUTH_CAP = 0.03
 # The composite's colour is matched to the drawn skin in a band this share of the face size wide along its
 # edge (below the eyes: above them lies hair), and faded into it over a feather of this share.
 BAND_SHARE = 0.08
+# Grain: the photo's finest band is measured robustly (median absolute value, as a Gaussian sigma) on the ring so
+# that the few strong edges there (hair, collar) do not count, and GRAIN_SHARE of it is matched.
+GRAIN_SHARE = 1.0
+GRAIN_SIGMA = 0.6
+MAD_TO_SIGMA = 1.4826
+GRAIN_REACH = 4  # pixels: the finest band's Gaussian (sigma 1) is cut at 4 sigma
 NO_MESH = "ksame: FaceMesh fitted no mesh to this face (turned away, hidden or tiny); deepprivacy drew it"
 FEATHER_SHARE = 0.03
+
+
+def with_margin(shape: np.ndarray) -> np.ndarray:
+    """The mesh with a ring of points MARGIN beyond its face outline (same depth as the outline) appended."""
+    outline = shape[list(FACE_OVAL)]
+    centre = outline[:, :2].mean(axis=0)
+    ring = outline.copy()
+    ring[:, :2] = centre + (outline[:, :2] - centre) * (1 + MARGIN)
+    return np.concatenate([shape, ring])
 
 
 def expressed(shape: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -59,7 +91,9 @@ def expressed(shape: np.ndarray, target: np.ndarray) -> np.ndarray:
     in its own frame (y down)."""
     shape = shape.copy()
     height = float(np.linalg.norm(shape[CHIN] - shape[FOREHEAD]))
-    mouth, right_eye, left_eye = (openings(target) - openings(shape)) * height
+    wanted = openings(target)
+    wanted[0] = min(wanted[0], max(MOUTH_CAP, float(openings(shape)[0])))
+    mouth, right_eye, left_eye = (wanted - openings(shape)) * height
     shape[list(INNER_LIP_LOWER), 1] += mouth * LIP_PROFILE
     shape[list(OUTER_LIP_LOWER), 1] += mouth * LIP_PROFILE
     eyes = ((right_eye, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (left_eye, LEFT_EYE_UPPER, LEFT_EYE_LOWER))
@@ -84,6 +118,19 @@ class KSame(Method):
             raise ValueError(f"method ksame needs MediaPipe's FaceMesh: {MEDIAPIPE_INSTALL}") from None
         self.surroundings = DeepPrivacy(device=device)
         self.bank = CompositeBank.load(bank)
+        self._triangles = np.concatenate([self.bank.triangles, MARGIN_TRIANGLES])
+        self._textures: dict[int, np.ndarray] = {}
+
+    def _texture(self, index: int) -> np.ndarray:
+        """The composite's texture, carried past its face outline (nearest face pixels, smoothed) to cover the
+        margin ring."""
+        if index not in self._textures:
+            texture = self.bank.textures[index]
+            outline = np.rint(self.bank.shapes[index][list(FACE_OVAL), :2] * 16).astype(np.int32)
+            outside = np.full(texture.shape[:2], 255, np.uint8)
+            cv2.fillPoly(outside, [outline], 0, cv2.LINE_8, shift=4)
+            self._textures[index] = cv2.inpaint(texture, outside, MARGIN_INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        return self._textures[index]
 
     def meshes(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | None]:
         """FaceMesh of each face on its crop, None where it finds none."""
@@ -105,19 +152,13 @@ class KSame(Method):
     def _composite(self, face: FaceCrop, mesh: np.ndarray, base: np.ndarray) -> np.ndarray | None:
         """`base` with the composite drawn over the face; None when too little of it lies in the crop."""
         index = self.bank.choose(face.seed, face.attributes, self.skin_tone)
-        shape = self.bank.shapes[index]
-        frame = similarity(shape, mesh)
-        posed = frame.apply(expressed(shape, mesh))
+        shape = with_margin(self.bank.shapes[index])
+        frame = similarity(shape[:MESH_POINTS], mesh)
+        posed = frame.apply(with_margin(expressed(self.bank.shapes[index], mesh)))
         height, width = base.shape[:2]
         texture, covered = warp(
-            self.bank.textures[index], shape[:, :2], posed[:, :2], self.bank.triangles, (height, width), posed[:, 2]
+            self._texture(index), shape[:, :2], posed[:, :2], self._triangles, (height, width), posed[:, 2]
         )
-        if openings(mesh)[0] > OPEN_MOUTH:
-            inside = np.concatenate([posed[list(INNER_LIP_UPPER), :2], posed[list(INNER_LIP_LOWER)[::-1], :2]])
-            mouth = np.zeros((height, width), np.uint8)
-            cv2.fillPoly(mouth, [np.rint(inside * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-            shade = (mouth.astype(np.float32) / 255 * MOUTH_DARKNESS)[..., None]
-            texture = texture * (1 - shade) + np.array(MOUTH_INSIDE, np.float32) * shade
         size = face.face_size
         inner = cv2.erode(covered.astype(np.uint8), _disc(BAND_SHARE * size)).astype(bool)
         band = covered & ~inner
@@ -125,9 +166,36 @@ class KSame(Method):
         if band.sum() < 16 or not inner.any():
             return None
         texture = colour_matched(texture, base, band)
-        weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), FEATHER_SHARE * size)
-        blended = multiband(texture, base.astype(np.float32), np.where(covered, weight, 0.0))
+        weight = np.where(covered, cv2.GaussianBlur(inner.astype(np.float32), (0, 0), FEATHER_SHARE * size), 0.0)
+        blended = multiband(texture, base.astype(np.float32), weight)
+        blended += self._grain(face, texture, inner) * weight[..., None]
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _grain(face: FaceCrop, texture: np.ndarray, inner: np.ndarray) -> np.ndarray:
+        """Seeded fine grain that brings the composite's finest band up to the photo's around the face (the
+        ring outside the erased core): an average of donors, enlarged, is smoother than any photo."""
+        core = (face.mask >= CORE_MASK_LEVEL).astype(np.uint8)
+        # The band's blur reaches GRAIN_REACH pixels: the ring is taken that far from the erased core.
+        near_core = cv2.dilate(core, np.ones((2 * GRAIN_REACH + 1, 2 * GRAIN_REACH + 1), np.uint8)).astype(bool)
+        ring = (face.mask > 0) & ~near_core
+        if ring.sum() < 16:
+            return np.zeros_like(texture)
+        photo, drawn = _finest_band(face.pixels.astype(np.float32)), _finest_band(texture)
+        wanted = GRAIN_SHARE * float(np.median(np.abs(photo[ring]))) * MAD_TO_SIGMA
+        present = float(np.median(np.abs(drawn[inner]))) * MAD_TO_SIGMA
+        if wanted <= present:
+            return np.zeros_like(texture)
+        noise = np.random.default_rng(face.seed).standard_normal(texture.shape[:2]).astype(np.float32)
+        noise = cv2.GaussianBlur(noise, (0, 0), GRAIN_SIGMA)
+        noise *= np.sqrt(wanted**2 - present**2) / max(float(noise.std()), 1e-6)
+        return np.repeat(noise[..., None], 3, axis=2)
+
+
+def _finest_band(image: np.ndarray) -> np.ndarray:
+    """The luma of `image` (float RGB) less its slightly blurred self: grain and the finest edges."""
+    luma = image @ LUMA_WEIGHTS
+    return luma - cv2.GaussianBlur(luma, (2 * GRAIN_REACH + 1, 2 * GRAIN_REACH + 1), 1.0)
 
 
 def _disc(diameter: float) -> np.ndarray:

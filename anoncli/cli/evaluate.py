@@ -87,15 +87,18 @@ def evaluate(
     Faces are found in the originals by RetinaFace. Per method: share of faces changed; re-identification with
     dlib's face embedding (Recall@1; verification rate, the share exposed by the video's rule, beside the median
     calibrated threshold and the share of faces a blank patch lies within 0.6 of; mean distance); share still found
-    by a *different* detector (CenterFace), of all faces and of those it finds in the originals ("of seen");
-    FD-dlib, a Fréchet distance over dlib embeddings (not FID), and its ratio to the FD-dlib that real faces of
-    other people get (halves of the originals against each other: split by person with --identities, else by face,
-    as if every face were another person; 1 is as close as real strangers); PSNR and SSIM of the background outside
-    the faces; gender and age-group agreement between each original and anonymized face, per attribute estimator;
-    expression (fer's FER2013 model): share whose most likely expression is kept, and the mean change of its
-    distribution; evaluation time per image. A generative method is drawn twice (seeds 0 and 1): its figures are the
-    means over both draws, and diversity is the dlib distance between them. The --json file also has every face's
-    figures (with its draw), and the size-dependent ones per band of face sizes (`by_face_size`).
+    by a *different* detector (CenterFace), of all faces and of those it finds in the originals ("of seen"); realism
+    ("real? AUC"): a classifier two-sample test, the cross-validated ROC AUC of telling anonymized faces of one half
+    of the people from real faces of the other half by texture, colour and dlib embedding (0.5: cannot tell; 1:
+    always; the none row gives the floor of real against real); FD-dlib, a Fréchet distance over dlib embeddings
+    (not FID), and its ratio to the FD-dlib that real faces of other people get (halves of the originals against
+    each other: split by person with --identities, else by face, as if every face were another person; 1 is as close
+    as real strangers); PSNR and SSIM of the background outside the faces; gender and age-group agreement between
+    each original and anonymized face, per attribute estimator; expression (fer's FER2013 model): share whose most
+    likely expression is kept, and the mean change of its distribution; evaluation time per image. A generative
+    method is drawn twice (seeds 0 and 1): its figures are the means over both draws, and diversity is the dlib
+    distance between them. The --json file also has every face's figures (with its draw), and the size-dependent
+    ones per band of face sizes (`by_face_size`).
 
     Examples:
 

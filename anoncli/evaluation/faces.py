@@ -26,6 +26,7 @@ import numpy as np
 from anoncli.attributes import AttributeEstimator, Attributes
 from anoncli.detectors import Detector
 from anoncli.evaluation.exposure import DLIB_ONLY, Calibration, calibrate, calibration_summary, exposed
+from anoncli.evaluation.realism import texture_features, two_sample_auc
 from anoncli.faces import (
     Box,
     Face,
@@ -84,6 +85,7 @@ class FaceRecord:
     background_change: float = 0.0  # mean |Δ| of the image's background
     found_again: bool = False  # by the reference detector in the anonymized image, at IoU ≥ 0.4
     calibration: Calibration = DLIB_ONLY
+    texture: tuple[np.ndarray, np.ndarray] | None = None  # realism features of the original and anonymized face
 
     @property
     def distance(self) -> float:
@@ -151,6 +153,7 @@ class Evaluation:
             **calibration_summary([r.calibration for r in records]),
             "mean_distance": float(distances_.mean()) if faces else float("nan"),
             "still_detected": _share(r.still_detected for r in records),
+            "c2st_auc": realism_auc(records),
             "fd_dlib": frechet_distance(
                 np.array([r.original_embedding for r in records]), np.array([r.anonymized_embedding for r in records])
             ),
@@ -166,6 +169,18 @@ class Evaluation:
             "by_face_size": by_face_size(records),
             "missing": self.missing,
         }
+
+
+def realism_auc(records: list[FaceRecord]) -> float:
+    """The classifier two-sample test's AUC (`evaluation.realism`) on texture features and dlib embeddings, halves
+    by person when identities are known, else by face."""
+    usable = [r for r in records if r.texture is not None]
+    if not usable:
+        return float("nan")
+    real = np.array([np.concatenate([r.texture[0], r.original_embedding]) for r in usable])
+    anonymized = np.array([np.concatenate([r.texture[1], r.anonymized_embedding]) for r in usable])
+    people = np.array([r.identity if r.identity is not None else f"{r.path}@{r.box}" for r in usable])
+    return two_sample_auc(real, anonymized, people)
 
 
 def size_dependent(records: list[FaceRecord]) -> dict[str, float]:
@@ -297,6 +312,7 @@ class _Original:
     attributes: dict[str, list[Attributes]]  # estimator name → one per face
     emotions: list[np.ndarray] | None  # expression probabilities per face
     seen_by_second: list[bool]  # per face: found by the second detector in the original
+    textures: list[np.ndarray]  # per face: realism features
     calibrations: list[Calibration]  # per face: how close an anonymized face must come to be re-identified
 
 
@@ -332,6 +348,7 @@ class Evaluator:
                 {estimator.name: estimator.estimate(rgb, faces) for estimator in self.estimators},
                 [self.emotions.probabilities(rgb, f.box) for f in faces] if self.emotions else None,
                 found_again(faces, self.second.detect(rgb)),
+                [texture_features(rgb, f.box) for f in faces],
                 calibrate(rgb, faces, embeddings, self.embedder),
             )
         return self._originals[path]
@@ -386,6 +403,7 @@ class Evaluator:
                         background_change=background_moved,
                         found_again=reference_found[number],
                         calibration=original.calibrations[number],
+                        texture=(original.textures[number], texture_features(anonymized, face.box)),
                     )
                 )
             evaluation.psnr.append(background_psnr(original.rgb, anonymized, background))

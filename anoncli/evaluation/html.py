@@ -22,6 +22,7 @@ PLOTTED = [
     ("mean_distance", "mean dlib distance to the original (higher is more private)"),
     ("still_detected", "still found by a second detector (higher is more useful)"),
     ("still_detected_of_seen", "still found, of the faces the second detector finds in the originals"),
+    ("c2st_auc", "realism: AUC of a classifier telling these faces from real ones (0.5: cannot tell)"),
     ("fd_dlib", "FD-dlib to the originals (lower is closer)"),
     ("fd_dlib_vs_strangers", "FD-dlib over real strangers' (1 = as close as real faces of other people)"),
     ("background_ssim", "background SSIM (higher is better kept)"),

@@ -29,6 +29,7 @@ COLUMNS = [
     ("dlib dist", "mean_distance", "{:.3f}"),
     ("still a face", "still_detected", "{:.1%}"),
     ("of seen", "still_detected_of_seen", "{:.1%}"),
+    ("real? AUC", "c2st_auc", "{:.2f}"),
     ("FD-dlib", "fd_dlib", "{:.3f}"),
     ("FD ÷ strangers'", "fd_dlib_vs_strangers", "{:.2f}"),
     ("FID", "fid", "{:.1f}"),
