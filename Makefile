@@ -26,8 +26,9 @@ $(INSTALLED): pyproject.toml $(BIN)/python
 demo: $(INSTALLED)
 	$(BIN)/anoncli anonymize sample_data -o out/ --overwrite --report out/report.json
 	$(BIN)/anoncli anonymize sample_data -o out/deepprivacy --method deepprivacy --overwrite --report out/deepprivacy.json
+	$(BIN)/anoncli anonymize sample_data -o out/ksame --method ksame --overwrite --report out/ksame.json
 	$(BIN)/anoncli video sample_data -o out/video --method deepprivacy --overwrite --report out/video.json
-	@echo "Anonymized copies are in out/ (default method), out/deepprivacy/ and out/video/; reports beside them."
+	@echo "Anonymized copies are in out/ (default method), out/deepprivacy/, out/ksame/ and out/video/; reports beside them."
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check anoncli tests bench scripts

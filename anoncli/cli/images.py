@@ -146,6 +146,7 @@ def anonymize(
     Examples:
 
         anoncli anonymize ./photos --method deepprivacy
+        anoncli anonymize ./photos --method ksame --preserve age,gender
         anoncli anonymize /data/photos -o /data/public --backend ray --address auto
         anoncli anonymize s3://bucket/photos -o s3://bucket/public --backend ray
         anoncli anonymize in.jpg -o - | convert - -resize 50% small.jpg

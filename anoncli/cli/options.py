@@ -342,7 +342,7 @@ MaskScaleOption = Annotated[
         "--mask-scale",
         min=0.5,
         max=4.0,
-        help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy].",
+        help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy and ksame].",
         show_default=False,
     ),
 ]
@@ -352,7 +352,7 @@ PreserveOption = Annotated[
         "--preserve",
         help="Keep these attributes of each person in the new face, comma-separated: gender, age (age group "
         "0-19, 20-29, 30-39, 40+). Estimated on the original face (see --attribute-model); the generator gets "
-        "only the labels. Generative methods only (deepprivacy, chosen when no --method is given).",
+        "only the labels. Generative methods only (deepprivacy, chosen when no --method is given, and ksame).",
         show_default=False,
     ),
 ]
