@@ -3,8 +3,9 @@
     .venv/bin/python bench/contact_sheet.py [--faces 20] [--out docs/ksame-contact-sheet.jpg]
 
 Takes the largest face of every third celebs13 press photo (MIT, from deepface's test set), anonymizes
-the photo with both methods (seed 0) and lays out a crop of 1.4 face sizes around the face from each, at the
-photo's own scale up to MAX_SIDE pixels (larger faces are shrunk to it, and labelled with their size).
+the photo with both methods (seed: the row's number) and lays out a crop of 1.4 face sizes around the face
+from each, at the photo's own scale up to MAX_SIDE pixels (larger faces are shrunk to it, labelled with their
+size).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> None:
             continue
         face = max(faces, key=lambda f: f.size)
         square = centred_square(face.box, 1.4 * face.size)
+        for anonymizer in anonymizers.values():  # one seed per photo, as the command line gives each file its own
+            anonymizer.seed = len(rows)
         versions = [image] + [anonymizers[name].anonymize(image).image for name in METHODS]
         crops = [cut_square(version, square)[0] for version in versions]
         side = min(square.side, MAX_SIDE)
@@ -51,7 +54,7 @@ def main() -> None:
     height = sum(crops[0].shape[0] + 18 + GAP for _, crops in rows) + 24
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((GAP, 4), "original | deepprivacy | ksame (seed 0)", fill="black")
+    draw.text((GAP, 4), "original | deepprivacy | ksame (seed: row number)", fill="black")
     y = 24
     for label, crops in rows:
         draw.text((GAP, y), label, fill="black")

@@ -99,6 +99,8 @@ def test_a_generative_method_is_measured_on_two_draws_and_their_mean(figures):
 def test_mask_is_the_least_face_like(figures):
     for share in ("still_detected", "still_detected_of_seen"):
         assert figures["mask"][share] <= min(figures[m][share] for m in ("none", "blur"))
+    # The realism judge tells masked faces from real ones every time.
+    assert figures["mask"]["c2st_auc"] > 0.9
 
 
 def test_the_face_distribution_moves_away_from_the_originals(figures):

@@ -152,7 +152,7 @@ def evaluate(
     judges = [estimator.name for estimator in estimators]
     table = summary_table(f"anoncli evaluate: {escape(str(originals))}", summaries, judges, fid_weights is not None)
     with o.stdout_for_data():
-        Console(width=max(Console().width, 260)).print(table)
+        _print_whole(table)
     for summary in summaries:
         if summary["missing"]:
             o.say(f"[yellow]{escape(summary['method'])}: {len(summary['missing'])} anonymized files missing[/]")
@@ -202,7 +202,7 @@ def _evaluate_coverage(
     except (UsageError, ValueError, OSError) as error:
         o.fail_usage(str(error))
     with o.stdout_for_data():
-        Console(width=max(Console().width, 160)).print(coverage_table(f"coverage: {escape(str(originals))}", summaries))
+        _print_whole(coverage_table(f"coverage: {escape(str(originals))}", summaries))
     for summary in summaries:
         for problem in summary["problems"]:
             o.say(f"[yellow]{escape(summary['method'])}: {escape(problem)}[/]")
@@ -252,7 +252,14 @@ def _evaluate_video(original: Path, anonymized: Path, device: str, json_path: Pa
     for name, value in rows:
         table.add_row(name, value)
     with o.stdout_for_data():
-        Console(width=max(Console().width, 120)).print(table)
+        _print_whole(table)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     raise typer.Exit(0)
+
+
+def _print_whole(table: Table) -> None:
+    """Print `table` on stdout at least as wide as it needs: a narrower terminal or a pipe would otherwise squeeze
+    its many columns into ellipses."""
+    needed = Console(width=10_000).measure(table).maximum
+    Console(width=max(Console().width, needed)).print(table)
