@@ -4,10 +4,11 @@
 Every pixel of the new face comes from real faces averaged over at least k donors (the composite bank, built by
 `anoncli train ksame`). The method fits FaceMesh on the detector's crop, picks a composite by seed (and gender
 and age group with `--preserve`), takes the composite's own mean shape (so the target's identity-bearing
-geometry does not reach the output), turns it to the target's head pose, opens its mouth and eyes as far as
-the target's, warps the composite's texture onto it and clones it, gradients only, into what `deepprivacy`
-drew in the erased face region. That is also the face's surroundings, hair and ears, and what a face
-FaceMesh cannot fit (profile, occlusion, tiny) keeps: the method never sees the face's pixels beyond its mesh.
+geometry does not reach the output), turns it to the target's head pose, opens its mouth (a little) and eyes
+as far as the target's, warps the composite's texture onto it, matches its colour to the skin `deepprivacy`
+drew in the erased face region and blends it in band by band. deepprivacy's drawing is also the face's
+surroundings, hair and ears, and what a face FaceMesh cannot fit (profile, occlusion, tiny) keeps: the method
+never sees the face's pixels beyond its mesh.
 """
 
 from __future__ import annotations
