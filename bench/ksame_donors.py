@@ -21,13 +21,13 @@ from anoncli.attributes import AGE_GROUPS, GENDERS
 from anoncli.composites.mesh import FaceMesher
 from anoncli.detectors import create_detector
 from anoncli.frames import face_crop
+from anoncli.io.images import LUMA_WEIGHTS
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
 from anoncli.regions import face_region
 from anoncli.training.dataset import held_out_labelled
 from anoncli.training.ksame import SKIN_TONES, skin_colour
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface"
-LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def main() -> None:
@@ -38,10 +38,10 @@ def main() -> None:
     bank = method.bank
     embedder, detector, mesher = FaceEmbedder(), create_detector(), FaceMesher()
     # The bank's skin-tone groups are luma terciles of its donors; the composites' own skin colours stand in.
-    edges = np.quantile(bank.skin @ LUMA, np.linspace(0, 1, SKIN_TONES + 1)[1:-1])
+    edges = np.quantile(bank.skin @ LUMA_WEIGHTS, np.linspace(0, 1, SKIN_TONES + 1)[1:-1])
 
     def group_of(gender: int, age_group: int, skin: np.ndarray) -> tuple[int, int, int]:
-        return gender, age_group, int(np.searchsorted(edges, float(np.asarray(skin, float) @ LUMA)))
+        return gender, age_group, int(np.searchsorted(edges, float(np.asarray(skin, float) @ LUMA_WEIGHTS)))
 
     strangers: dict[tuple[int, int, int], list[np.ndarray]] = {}
     targets = []

@@ -22,6 +22,7 @@ from anoncli.attributes.base import AGE_GROUPS, GENDERS, Attributes
 from anoncli.composites.bank import CompositeBank
 from anoncli.composites.mesh import CHIN, FOREHEAD, FaceMesher, openings, similarity
 from anoncli.composites.warp import warp
+from anoncli.io.images import LUMA_WEIGHTS
 from anoncli.training.dataset import IMAGE_SUFFIXES, face_labels, is_held_out
 
 TEXTURE_SIDE = 192
@@ -145,7 +146,7 @@ def build_bank(
         & (survey.gender >= 0)
         & (survey.age_group >= 0)
     )
-    luma = survey.skin @ np.array([0.299, 0.587, 0.114])
+    luma = survey.skin @ LUMA_WEIGHTS
     tone_edges = np.quantile(luma[usable], np.linspace(0, 1, SKIN_TONES + 1)[1:-1])
     tone = np.searchsorted(tone_edges, luma)
     triangles = Delaunay(canonical[:, :2]).simplices
