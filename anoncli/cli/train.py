@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -17,12 +17,26 @@ from anoncli.cli import options as o
 from anoncli.device import resolve_device
 from anoncli.io.sources import UsageError
 
+if TYPE_CHECKING:
+    from anoncli.training.deepprivacy import Trainer
+    from anoncli.training.ksame import DonorSurvey
+
 train_app = typer.Typer(
     help="Train the project's models (the generative method, the attribute classifier) on face images.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
 
+DataOption = Annotated[Path, typer.Option("--data", help="Folder of face photos (e.g. ../shared/data/utkface).")]
+GeneratorOutOption = Annotated[
+    Path,
+    typer.Option("--out", help="Inference weights to write (a manifest .json and a resumable .train.pt go beside)."),
+]
+StepsOption = Annotated[int, typer.Option("--steps", min=1, help="Train this many more steps.")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=2, help="Faces per step (use more on a GPU).")]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="Continue from the last checkpoint or the committed training state.")
+]
 PreparedOption = Annotated[
     Optional[Path],
     typer.Option("--prepared", help="Cache of prepared faces [default: runs/prepared/<data name>[-<side>]]."),
@@ -46,18 +60,11 @@ def _progress_printer(
 
 @train_app.command("deepprivacy")
 def train_deepprivacy(
-    data: Annotated[Path, typer.Option("--data", help="Folder of face photos (e.g. ../shared/data/utkface).")],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out", help="Inference weights to write (a manifest .json and a resumable .train.pt go beside)."
-        ),
-    ] = Path("weights/deepprivacy64.pt"),
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Train this many more steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Faces per step (use more on a GPU).")] = 32,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the last checkpoint or the committed training state.")
-    ] = False,
+    data: DataOption,
+    out: GeneratorOutOption = Path("weights/deepprivacy64.pt"),
+    steps: StepsOption = 1000,
+    batch_size: BatchSizeOption = 32,
+    resume: ResumeOption = False,
     work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = Path(
         "runs/deepprivacy"
     ),
@@ -136,7 +143,12 @@ def train_deepprivacy(
         o.fail_usage(str(error))
     labels = attribute_labels(dataset, data)
     config.data_description["attribute_labels"] = int(labels.any(axis=1).sum())
-    trainer = Trainer(config, dataset, labels)
+    _run_training(Trainer(config, dataset, labels), quiet)
+
+
+def _run_training(trainer: Trainer, quiet: bool) -> None:
+    """Resume or start `trainer`, train with a line of losses every 25 steps, and save on Ctrl-C or SIGTERM."""
+    config = trainer.config
     try:
         o.say(escape(trainer.resume()))
     except ValueError as error:
@@ -158,7 +170,92 @@ def train_deepprivacy(
     except KeyboardInterrupt:
         o.say(f"stopped at step {trainer.state.step}, checkpoint and weights saved; continue with --resume")
         raise typer.Exit(130) from None
+    out = config.weights
     o.say(f"weights written to {escape(str(out))} (manifest {escape(out.with_suffix('.json').name)})")
+
+
+@train_app.command("ganonymization")
+def train_ganonymization(
+    data: DataOption,
+    out: GeneratorOutOption = Path("weights/ganonymization64.pt"),
+    steps: StepsOption = 1000,
+    batch_size: BatchSizeOption = 32,
+    resume: ResumeOption = False,
+    start_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--start-from",
+            help="A new run begins from these trained deepprivacy weights (and the .train.pt beside them), their "
+            "input layers regrouped for the mesh points; 'none' starts from nothing.",
+        ),
+    ] = Path("weights/deepprivacy64.pt"),
+    work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = Path(
+        "runs/ganonymization"
+    ),
+    survey: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--survey",
+            help="FaceMesh survey of --data, made on first use and shared with `train ksame` "
+            "[default: runs/ksame/donors-DATA.npz, DATA the folder's name].",
+        ),
+    ] = None,
+    device: o.DeviceOption = "auto",
+    quiet: o.QuietOption = False,
+) -> None:
+    """Train `ganonymization`: a face drawn from FaceMesh's points alone (pix2pix-style, GANonymization).
+
+    Every photo of --data but the held-out 5 % gets a FaceMesh (cached, see --survey); each face is cut in its
+    mesh's frame and its points drawn white on black: the generator learns to draw a face from them and
+    nothing else. A killed run continues with --resume.
+
+    Example:
+
+        anoncli train ganonymization --data ../shared/data/utkface --steps 2000 --resume
+    """
+    from anoncli.training.deepprivacy import Trainer
+    from anoncli.training.mesh_faces import prepare_mesh_faces, sample_mesh_batch
+    from anoncli.training.runs import mesh_method_config
+
+    try:
+        resolved = resolve_device(device)
+        start = None if start_from is None or str(start_from) == "none" else start_from
+        config = mesh_method_config("ganonymization", out, work_dir, steps, batch_size, resolved, resume, start)
+        survey_file = survey or Path("runs/ksame") / f"donors-{data.name}.npz"
+        surveyed = _surveyed(data, survey_file, resolved, quiet)
+        dataset = prepare_mesh_faces(
+            data,
+            surveyed,
+            survey_file.with_name(f"{survey_file.stem}-framed{config.resolution}"),
+            config.resolution,
+            _progress_printer(quiet, "framing faces"),
+        )
+    except (UsageError, ValueError) as error:
+        o.fail_usage(str(error))
+    config.data_description = {
+        "folder": data.name,
+        "faces": len(dataset.files),
+        "held_out": "the 5 % of photos chosen by name (training.dataset.is_held_out), never surveyed",
+        "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
+    }
+    _run_training(Trainer(config, dataset, dataset.labels, sample_mesh_batch), quiet)
+
+
+def _surveyed(data: Path, survey_file: Path, device: str, quiet: bool) -> DonorSurvey:
+    """The FaceMesh survey of `data`'s training photos, from `survey_file` or made now and saved there."""
+    from anoncli.training.ksame import DonorSurvey, survey_donors
+
+    if not data.is_dir():
+        raise UsageError(f"--data {data} is not a folder")
+    if survey_file.exists():
+        o.say(f"faces as surveyed before in {escape(str(survey_file))} (delete it to survey {escape(str(data))} again)")
+        return DonorSurvey.load(survey_file)
+    survey = survey_donors(data, device, _progress_printer(quiet, "surveying faces", "photos"))
+    if not survey.names:
+        raise UsageError(f"no face found in the photos of {data}")
+    survey_file.parent.mkdir(parents=True, exist_ok=True)
+    survey.save(survey_file)
+    return survey
 
 
 @contextmanager
@@ -222,7 +319,7 @@ def train_attributes(
 
 @train_app.command("ksame")
 def train_ksame(
-    data: Annotated[Path, typer.Option("--data", help="Folder of face photos (e.g. ../shared/data/utkface).")],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Bank to write (a manifest .json goes beside).")] = Path(
         "weights/ksame_bank.pt"
     ),
@@ -246,22 +343,12 @@ def train_ksame(
 
     Example: `anoncli train ksame --data ../shared/data/utkface --k 10`
     """
-    from anoncli.training.ksame import DonorSurvey, build_bank, survey_donors
+    from anoncli.training.ksame import build_bank
 
-    if not data.is_dir():
-        o.fail_usage(f"--data {data} is not a folder")
-    survey_file = work_dir / f"donors-{data.name}.npz"
-    if survey_file.exists():
-        survey = DonorSurvey.load(survey_file)
-        o.say(
-            f"donors as surveyed before in {escape(str(survey_file))} (delete it to survey {escape(str(data))} again)"
-        )
-    else:
-        survey = survey_donors(data, resolve_device(device), _progress_printer(quiet, "surveying donors", "photos"))
-        if not survey.names:
-            o.fail_usage(f"no face found in the photos of {data}")
-        work_dir.mkdir(parents=True, exist_ok=True)
-        survey.save(survey_file)
+    try:
+        survey = _surveyed(data, work_dir / f"donors-{data.name}.npz", resolve_device(device), quiet)
+    except (UsageError, ValueError) as error:
+        o.fail_usage(str(error))
     bank, description = build_bank(
         data, survey, k=k, seed=seed, on_progress=_progress_printer(quiet, "averaging composites", "composites")
     )

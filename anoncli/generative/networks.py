@@ -1,9 +1,9 @@
 """The inpainting generator (a U-Net) and its conditional discriminator, sized for CPU training.
 
-Generator input channels: masked RGB (3), known-context map (1), erased-face map (1), 5 landmark heat maps,
-one channel of per-pixel noise inside the erased face, and the attribute vector (one-hot gender and age
-group, zeros when not asked for) as constant planes; a latent vector and the attributes again join at the
-bottleneck. The discriminator sees an image
+Generator input channels: the method's conditioning (`conditioning`; deepprivacy's: masked RGB, known-context
+map, erased-face map, 5 landmark heat maps), one channel of per-pixel noise inside the generated region, and the
+attribute vector (one-hot gender and age group, zeros when not asked for) as constant planes; a latent vector
+and the attributes again join at the bottleneck. The discriminator sees an image
 together with the same conditioning, so it judges whether the face fits, and projects the attribute vector
 onto its pooled features, so it judges whether the face has the asked-for attributes.
 
@@ -25,9 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from anoncli.attributes.base import ATTRIBUTE_SIZE
+from anoncli.generative.conditioning import ERASED_CONTEXT, Conditioning
 
-CONDITION_CHANNELS = 3 + 1 + 1 + 5  # masked RGB, known, erased, keypoints
-GENERATOR_INPUT_CHANNELS = CONDITION_CHANNELS + 1 + ATTRIBUTE_SIZE  # + noise, attribute planes
 LATENT_SIZE = 64
 
 
@@ -55,12 +54,18 @@ def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential
 
 
 class Generator(nn.Module):
-    def __init__(self, resolution: int = 64, channels: tuple[int, ...] = (32, 64, 128, 192, 192)) -> None:
+    def __init__(
+        self,
+        resolution: int = 64,
+        channels: tuple[int, ...] = (32, 64, 128, 192, 192),
+        conditioning: Conditioning = ERASED_CONTEXT,
+    ) -> None:
         super().__init__()
         self.resolution = resolution
         self.channels = channels
+        self.conditioning = conditioning
         self.attribute_size = ATTRIBUTE_SIZE
-        self.stem = _conv(GENERATOR_INPUT_CHANNELS, channels[0])
+        self.stem = _conv(conditioning.channels + 1 + ATTRIBUTE_SIZE, channels[0])
         self.down = nn.ModuleList(
             nn.Sequential(_conv(c_in, c_out, stride=2), _conv(c_out, c_out)) for c_in, c_out in pairwise(channels)
         )
@@ -78,7 +83,8 @@ class Generator(nn.Module):
     def forward(
         self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
     ) -> torch.Tensor:
-        """condition (N, 10, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6) → image in [-1, 1]."""
+        """condition (N, conditioning channels, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6)
+        → image in [-1, 1]."""
         return torch.tanh(self.to_rgb(self.features(condition, noise, latent, attributes)))
 
     def features(
@@ -124,14 +130,17 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 class Refiner(nn.Module):
     def __init__(self, base: Generator, width: int = 32, detail_sigma: float | None = None) -> None:
         super().__init__()
+        if base.conditioning != ERASED_CONTEXT:
+            raise ValueError("only a generator conditioned on the erased context can be grown (see shrink_condition)")
         self.base = base
+        self.conditioning = base.conditioning
         self.resolution = base.resolution * 2
         self.channels = base.channels
         self.attribute_size = base.attribute_size
         self.width = width
         self.detail_sigma = detail_sigma
         self.head = nn.Sequential(
-            _conv(3 + base.channels[0] + CONDITION_CHANNELS + 1, width), _conv(width, width), _conv(width, width)
+            _conv(3 + base.channels[0] + ERASED_CONTEXT.channels + 1, width), _conv(width, width), _conv(width, width)
         )
         self.to_rgb = nn.Conv2d(width, 3, 1)
         he_init(self.head)
@@ -158,9 +167,15 @@ class Discriminator(nn.Module):
     """A patch discriminator: one realness logit per 8×8-pixel patch, averaged. Local judgements give the
     generator a signal everywhere in the face instead of one number per image."""
 
-    def __init__(self, resolution: int = 64, channels: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(
+        self,
+        resolution: int = 64,
+        channels: tuple[int, ...] = (16, 32, 64, 128),
+        conditioning: Conditioning = ERASED_CONTEXT,
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3 + CONDITION_CHANNELS, channels[0], 3, 1, 1), _act())
+        self.conditioning = conditioning
+        self.stem = nn.Sequential(nn.Conv2d(3 + conditioning.channels, channels[0], 3, 1, 1), _act())
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), _act(), nn.Conv2d(c_out, c_out, 4, 2, 1), _act())
             for c_in, c_out in pairwise(channels[:4])

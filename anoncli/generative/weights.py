@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from anoncli.generative.geometry import FRAMING
+from anoncli.generative.conditioning import ERASED_CONTEXT, conditioning_named
 from anoncli.generative.networks import Generator, Refiner
 
 # The repository's weights/ (anoncli/weights links to it), packaged inside anoncli when a wheel is built, so
@@ -65,11 +65,13 @@ def save_checked(state: dict[str, torch.Tensor], weights: Path, manifest: dict) 
 
 
 def build_generator(architecture: dict) -> Generator | Refiner:
-    """An untrained network of the architecture a manifest describes."""
+    """An untrained network of the architecture a manifest describes (conditioned on the erased context unless it
+    names another conditioning)."""
+    conditioning = conditioning_named(architecture.get("conditioning", ERASED_CONTEXT.name))
     if "base_resolution" in architecture:
-        base = Generator(architecture["base_resolution"], tuple(architecture["channels"]))
+        base = Generator(architecture["base_resolution"], tuple(architecture["channels"]), conditioning)
         return Refiner(base, architecture["head_width"], architecture.get("detail_sigma"))
-    return Generator(architecture["resolution"], tuple(architecture["channels"]))
+    return Generator(architecture["resolution"], tuple(architecture["channels"]), conditioning)
 
 
 def describe_generator(generator: Generator | Refiner) -> dict:
@@ -78,6 +80,7 @@ def describe_generator(generator: Generator | Refiner) -> dict:
         "resolution": generator.resolution,
         "channels": list(generator.channels),
         "attributes": generator.attribute_size,
+        "conditioning": generator.conditioning.name,
     }
     if isinstance(generator, Refiner):
         architecture.update(name="unet-inpainter-refined", base_resolution=generator.base.resolution)
@@ -91,18 +94,18 @@ def load_generator(weights: Path, device: str) -> tuple[Generator | Refiner, dic
     """The EMA generator from `weights`, in eval mode on `device` (fp16 on CUDA).
 
     Weights trained before attribute conditioning load too; they ignore the attributes asked for. Weights
-    whose manifest records a framing of the face other than the code's (`FRAMING`) are refused.
+    whose manifest records a framing of the face other than the code's for their conditioning are refused.
     """
     state, manifest = load_checked(weights)
-    # Weights from before framing was recorded were all trained with a wider window than the code's.
-    framing = manifest.get("geometry", "not recorded")
-    if framing != FRAMING:
-        raise WeightsError(
-            f"{weights} were trained with faces framed as {framing}, this version frames them as {FRAMING}; "
-            "use the weights shipped with this version"
-        )
     architecture = manifest["architecture"]
     generator = build_generator(architecture)
+    # Weights from before framing was recorded were all trained with a wider window than the code's.
+    framing, expected = manifest.get("geometry", "not recorded"), generator.conditioning.framing
+    if framing != expected:
+        raise WeightsError(
+            f"{weights} were trained with faces framed as {framing}, this version frames them as {expected}; "
+            "use the weights shipped with this version"
+        )
     if "attributes" in architecture:
         generator.load_state_dict(state)
     else:

@@ -62,6 +62,11 @@ class FaceDataset:
     def held_out_indices(self) -> np.ndarray:
         return np.array([i for i, name in enumerate(self.files) if is_held_out(name)])
 
+    @property
+    def preview_indices(self) -> np.ndarray:
+        """The held-out faces the sample grids show."""
+        return self.held_out_indices[:8]
+
     @classmethod
     def load(cls, folder: Path) -> FaceDataset:
         arrays = {

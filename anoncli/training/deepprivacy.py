@@ -14,6 +14,10 @@ grows the generator in `refine_from` as it is now.
 
 With `widen_from`, a trained generator starts a run with more channels (`channels`, whole multiples of its
 own): it draws exactly what it drew, and the extra channels give it room to learn more (see `widening`).
+
+Other generative methods are configurations of this loop: their `conditioning` (what the generator is shown),
+the `sampler` that cuts their training faces, and the losses they weight. With `start_from`, a run begins from
+another method's trained generator and discriminator, their input layers regrouped for its conditioning.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from PIL import Image
 from torch.nn import functional as F
 
 from anoncli.attributes import AGE_GROUPS, GENDERS
+from anoncli.attributes.base import ATTRIBUTE_SIZE
 from anoncli.attributes.classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from anoncli.attributes.classifier import attribute_cross_entropy, attribute_loss, load_classifier
 from anoncli.faces import Box, cut_square
-from anoncli.generative.geometry import FRAMING, build_input, erase_ellipse
+from anoncli.generative.conditioning import ERASED_CONTEXT, conditioning_named, regrouped
+from anoncli.generative.geometry import build_input, erase_ellipse
 from anoncli.generative.networks import Discriminator, Generator, Refiner
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
@@ -91,6 +97,9 @@ class TrainConfig:
     ema_beta: float = 0.999
     mask_scales: tuple[float, float] = (1.0, 1.2)
     photo_boxes: float = 0.75  # share of faces framed and erased with a box drawn as in photos (PHOTO_BOX_*)
+    method: str = "deepprivacy"  # the method the weights are for, as the manifest names it
+    conditioning: str = ERASED_CONTEXT.name
+    start_from: Path | None = None  # another method's trained weights (and .train.pt) to begin from
     checkpoint_every: int = 250
     sample_every: int = 250
     device: str = "cpu"
@@ -245,6 +254,43 @@ def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, insi
     return (fake * erased + real * (1 - erased)) * inside
 
 
+def losses_in_use(config: TrainConfig) -> str:
+    """The losses a run trains with, as its manifest names them (those weighted zero left out)."""
+    terms = ["non-saturating GAN (patch D with attribute projection) + lazy R1", "paired D feature matching"]
+    l1 = [name for name, weight in (("context", config.l1_context), ("face", config.l1_face)) if weight]
+    terms += [f"L1 {' + '.join(l1)}"] if l1 else []
+    if config.attribute_loss:
+        terms.append("attribute cross-entropy from the frozen classifier (in grey) beyond the real face's")
+    if config.diversity:
+        terms.append("mode seeking (face spread of two noise draws, hinge)")
+    if config.projected:
+        terms.append("projected discriminator on RetinaFace's backbone features")
+    return ", ".join(terms)
+
+
+CURVE_KEYS = ("l1_face", "g_feature_matching", "face_spread", "d_real", "d_fake")
+
+
+def training_curve(log: Path, every: int) -> list[dict]:
+    """The training log's losses averaged over each stretch of `every` steps: how the run went, for its manifest."""
+    if not log.exists():
+        return []
+    stretches: dict[int, list[dict]] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        stretches.setdefault((record["step"] - 1) // every, []).append(record)
+    return [
+        {
+            "steps": records[-1]["step"],
+            **{key: round(float(np.mean([r[key] for r in records])), 4) for key in CURVE_KEYS},
+        }
+        for _, records in sorted(stretches.items())
+    ]
+
+
 def drop_records_after(log: Path, step: int) -> None:
     """Keep the training log's records up to `step`: a run killed after its last checkpoint trains the steps it
     logged since then again (a record torn by the kill goes too)."""
@@ -268,20 +314,34 @@ def _in_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.half() for name, tensor in state.items()}
 
 
+Sampler = Callable[
+    [object, np.ndarray, TrainConfig, np.random.Generator],
+    tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+]
+
+
 class Trainer:
-    def __init__(self, config: TrainConfig, dataset: FaceDataset, labels: np.ndarray) -> None:
+    def __init__(
+        self, config: TrainConfig, dataset: FaceDataset, labels: np.ndarray, sampler: Sampler = sample_batch
+    ) -> None:
+        """`sampler(dataset, indices, config, rng)` gives condition, generated region, known map, real image and
+        inside-square map for the faces `indices` of `dataset` (`sample_batch` for deepprivacy's faces)."""
         self.config = config
         self.dataset = dataset
+        self.sampler = sampler
+        self.conditioning = conditioning_named(config.conditioning)
         self.labels = labels.astype(np.float32)
         self.classifier, self.classifier_manifest = load_classifier(config.attribute_classifier, config.device)
         torch.manual_seed(config.seed)
         if config.refine_from is None:
-            self.generator = Generator(config.resolution, config.channels).to(config.device)
+            self.generator = Generator(config.resolution, config.channels, self.conditioning).to(config.device)
             self.base_manifest = None
         else:
             base, self.base_manifest = load_generator(config.refine_from, "cpu")
             self.generator = Refiner(base, detail_sigma=config.detail_sigma).to(config.device)
-        self.discriminator = Discriminator(config.resolution, config.discriminator_channels).to(config.device)
+        self.discriminator = Discriminator(config.resolution, config.discriminator_channels, self.conditioning).to(
+            config.device
+        )
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         trained = [parameter for parameter in self.generator.parameters() if parameter.requires_grad]
         self.g_optimizer = torch.optim.Adam(trained, config.lr, betas=config.betas)
@@ -297,8 +357,9 @@ class Trainer:
             self.augmentation = torch.Generator().manual_seed(config.seed)
         self.state = TrainState()
         self.widens: dict | None = None  # the generator this run widened, for the manifest
+        self.starts_from: dict | None = None  # the trained weights this run began from, for the manifest
         self.train_indices = dataset.train_indices
-        self.preview_indices = dataset.held_out_indices[:8]
+        self.preview_indices = dataset.preview_indices
         self.rng = np.random.default_rng(config.seed)
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -358,7 +419,26 @@ class Trainer:
             return message + (f"; grown: {', '.join(grown)}" if grown else "") + started_projected
         if self.config.widen_from is not None:
             return self._widen(self.config.widen_from)
+        if self.config.start_from is not None:
+            return self._start_from(self.config.start_from)
         return "started from scratch"
+
+    def _start_from(self, weights: Path) -> str:
+        """Begin with the generator (its weight average) and discriminator trained in `weights` (and the
+        .train.pt beside them), their input layers regrouped for this run's conditioning; fresh optimizers."""
+        shipped, manifest = load_checked(weights)
+        saved = torch.load(weights.with_suffix(".train.pt"), map_location="cpu", weights_only=True)
+        source = conditioning_named(manifest["architecture"].get("conditioning", ERASED_CONTEXT.name))
+        after = 1 + ATTRIBUTE_SIZE  # the generator's noise and attribute planes follow its conditioning
+        for target, state in ((self.generator, saved["generator"]), (self.ema, shipped)):
+            state = {name: tensor.float() for name, tensor in state.items()}
+            state["stem.0.weight"] = regrouped(state["stem.0.weight"], source, self.conditioning, 0, after)
+            target.load_state_dict(state)
+        state = {name: tensor.float() for name, tensor in saved["discriminator"].items()}
+        state["stem.0.weight"] = regrouped(state["stem.0.weight"], source, self.conditioning, 3, 0)
+        self.discriminator.load_state_dict(state)
+        self.starts_from = {"file": weights.name, "sha256": manifest["sha256"], "step": saved["state"]["step"]}
+        return f"started from {weights} (step {saved['state']['step']}), inputs regrouped for {self.conditioning.name}"
 
     def _resume_projected(self, saved: dict, with_moments: bool) -> str:
         """Load the projected discriminator's heads from a saved state; a run that turns it on starts it fresh."""
@@ -415,18 +495,15 @@ class Trainer:
         previous = manifest_path(config.weights)
         earlier = json.loads(previous.read_text()) if previous.exists() else {}
         widens = self.widens or earlier.get("training", {}).get("widens")
+        starts_from = self.starts_from or earlier.get("training", {}).get("starts_from")
         manifest = {
-            "method": "deepprivacy",
+            "method": config.method,
             "training": {
                 "steps": self.state.step,
                 "images_seen": self.state.images_seen,
                 "wall_seconds": round(self.state.wall_seconds),
                 "batch_size": config.batch_size,
-                "losses": "non-saturating GAN (patch D with attribute projection) + lazy R1, paired D feature "
-                "matching, L1 context + face, attribute cross-entropy from the frozen classifier (in grey) "
-                "beyond the real face's"
-                + (", mode seeking (face spread of two noise draws, hinge)" if config.diversity else "")
-                + (", projected discriminator on RetinaFace's backbone features" if config.projected else ""),
+                "losses": losses_in_use(config),
                 "attribute_classifier": {
                     "file": config.attribute_classifier.name,
                     "sha256": self.classifier_manifest["sha256"],
@@ -443,6 +520,7 @@ class Trainer:
                         "attribute_classifier",
                         "refine_from",
                         "widen_from",
+                        "start_from",
                     )
                 },
                 **(
@@ -451,8 +529,10 @@ class Trainer:
                     else {"refines": {"file": config.refine_from.name, "sha256": self.base_manifest["sha256"]}}
                 ),
                 **({"widens": widens} if widens else {}),
+                **({"starts_from": starts_from} if starts_from else {}),
             },
-            "geometry": FRAMING,
+            "geometry": self.conditioning.framing,
+            "curve": training_curve(config.work_dir / "log.jsonl", config.checkpoint_every) or earlier.get("curve", []),
             "data": config.data_description,
             "metrics": earlier.get("metrics", {}),
             "levers": earlier.get("levers", []),
@@ -476,7 +556,7 @@ class Trainer:
     def step(self) -> dict:
         config = self.config
         indices = self.rng.choice(self.train_indices, config.batch_size)
-        condition, erased, known, real, inside_square = sample_batch(self.dataset, indices, config, self.rng)
+        condition, erased, known, real, inside_square = self.sampler(self.dataset, indices, config, self.rng)
         attributes = sample_attributes(self.labels, indices, config.attribute_dropout, self.rng, config.device)
         seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
         # Drawn once for both players: the discriminator's update leaves the generator as it was.
@@ -517,7 +597,9 @@ class Trainer:
         context = (torch.abs(raw - real) * known).sum() / known.sum().clamp(min=1) / 3
         truth = erased * inside_square
         face = (torch.abs(raw - real) * truth).sum() / truth.sum().clamp(min=1) / 3
-        attribute = attribute_shortfall(self.classifier, fake, real, attributes, config.attribute_margin, self.rng)
+        attribute = torch.zeros(())
+        if config.attribute_loss:
+            attribute = attribute_shortfall(self.classifier, fake, real, attributes, config.attribute_margin, self.rng)
         g_loss = (
             adversarial
             + config.feature_matching * matching
@@ -574,9 +656,13 @@ class Trainer:
         40+ (one seed) | real."""
         config = self.config
         rng = np.random.default_rng(0)
-        condition, erased, _, real, inside_square = sample_batch(self.dataset, self.preview_indices, config, rng)
+        condition, erased, _, real, inside_square = self.sampler(self.dataset, self.preview_indices, config, rng)
         seeds = list(range(len(self.preview_indices)))
-        columns = [condition[:, :3]]
+        # The conditioning as a picture: the masked photo, or the first channel in grey where no photo is shown.
+        if self.conditioning == ERASED_CONTEXT:
+            columns = [condition[:, :3]]
+        else:
+            columns = [condition[:, :1].expand(-1, 3, -1, -1) * 2 - 1]
         for seed_offset in (0, 1000):
             generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds])
             columns.append(composite(generated, real, erased, inside_square))

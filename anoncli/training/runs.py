@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anoncli.detectors import DEFAULT_DETECTOR, create_detector
+from anoncli.generative.conditioning import MESH_POINTS
 from anoncli.generative.weights import load_checked, read_manifest
 from anoncli.io.sources import UsageError
 from anoncli.training.dataset import HELD_OUT_PERCENT, PREPARED_RESOLUTION, FaceDataset, prepare_faces
@@ -43,6 +44,14 @@ def prepared_faces(
         "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
     }
     return dataset, description
+
+
+def existing_training(out: Path, work_dir: Path, resume: bool) -> bool:
+    """Whether a run of `out` has state to resume; UsageError when it has and `resume` was not asked for."""
+    exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
+    if exists and not resume:
+        raise UsageError(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
+    return exists
 
 
 def deepprivacy_config(
@@ -93,10 +102,40 @@ def deepprivacy_config(
         config.refine_from, config.resolution = refine_from, 2 * base_manifest["architecture"]["resolution"]
         # The head cannot know the real face's detail, only its kind: a strong L1 pull would average it away.
         config.l1_face = REFINE_L1_FACE
-    trainer_exists = (work_dir / "checkpoint.pt").exists() or out.with_suffix(".train.pt").exists()
-    if trainer_exists and not resume:
-        raise UsageError(f"training state exists for {out}; pass --resume to continue it, or choose another --out")
+    trainer_exists = existing_training(out, work_dir, resume)
     grown_from = training.get("refines", {}).get("file")  # the generator a 128² head grows
     if trainer_exists and grown_from and refine_from is None:
         raise UsageError(f"{out} grows {grown_from}; pass --refine-from with it again to resume")
     return config
+
+
+def mesh_method_config(
+    method: str,
+    out: Path,
+    work_dir: Path,
+    steps: int,
+    batch_size: int,
+    device: str,
+    resume: bool,
+    start_from: Path | None,
+) -> TrainConfig:
+    """The settings of a generator drawn from the mesh's points alone (`ganonymization`): pix2pix's pull towards
+    the real face (L1 and feature matching) with the adversarial loss, two noise draws pushed apart, and no
+    attribute asked for: the points carry pose and expression only, and the paper's method drops the rest."""
+    trainer_exists = existing_training(out, work_dir, resume)
+    if start_from is not None and not trainer_exists:
+        read_manifest(start_from)
+    return TrainConfig(
+        weights=out,
+        work_dir=work_dir,
+        steps=steps,
+        batch_size=batch_size,
+        device=device,
+        method=method,
+        conditioning=MESH_POINTS.name,
+        l1_context=0.0,
+        attribute_loss=0.0,
+        attribute_dropout=1.0,
+        diversity=2.0,
+        start_from=None if trainer_exists else start_from,
+    )

@@ -1,0 +1,111 @@
+"""Training faces for mesh-conditioned generators: each surveyed photo cut in its mesh's frame, cached once.
+
+The FaceMesh survey (`training.ksame.survey_donors`, shared with `anoncli train ksame`) gives every photo's mesh;
+each face is cut in the frame `generative.mesh_input` defines (the one inference uses), with a validity map for
+where the frame leaves the photo (UTKFace's chips are tight: the frame reaches past their edges), and its points
+image. Cached as NumPy arrays beside the survey, so a resumed run starts at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from anoncli.attributes.base import ATTRIBUTE_SIZE, GENDERS
+from anoncli.generative.mesh_input import framed_points, into_frame, mesh_frame, points_image
+from anoncli.training.deepprivacy import TrainConfig
+from anoncli.training.ksame import DonorSurvey
+
+PREVIEW_FACES = 8
+ARRAYS = ("crops", "valid", "points", "labels")
+
+
+@dataclass
+class MeshFaces:
+    """crops (N, R, R, 3) uint8, valid (N, R, R) uint8, points (N, R, R) float32, labels (N, ATTRIBUTE_SIZE)."""
+
+    crops: np.ndarray
+    valid: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
+    files: list[str]
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        """All of them: the survey holds no held-out photo."""
+        return np.arange(len(self.files))
+
+    @property
+    def preview_indices(self) -> np.ndarray:
+        """Faces spread over the set for the sample grids (training faces: the survey holds no others)."""
+        return np.linspace(0, len(self.files) - 1, PREVIEW_FACES).astype(int)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ARRAYS:
+            np.save(folder / f"{name}.npy", getattr(self, name))
+        (folder / "files.txt").write_text("".join(f"{name}\n" for name in self.files), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> MeshFaces:
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        return cls(files=(folder / "files.txt").read_text(encoding="utf-8").splitlines(), **arrays)
+
+
+def label_vector(gender: int, age_group: int) -> np.ndarray:
+    """One-hot gender and age group (indices into GENDERS and AGE_GROUPS; -1 unknown, left at zeros)."""
+    vector = np.zeros(ATTRIBUTE_SIZE, np.float32)
+    if gender >= 0:
+        vector[gender] = 1
+    if age_group >= 0:
+        vector[len(GENDERS) + age_group] = 1
+    return vector
+
+
+def prepare_mesh_faces(
+    data: Path,
+    survey: DonorSurvey,
+    cache: Path,
+    resolution: int,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> MeshFaces:
+    """Every surveyed face of `data` cut in its mesh's frame at `resolution`; reuses a finished cache."""
+    if (cache / "files.txt").exists():
+        return MeshFaces.load(cache)
+    count = len(survey.names)
+    crops = np.zeros((count, resolution, resolution, 3), np.uint8)
+    valid = np.zeros((count, resolution, resolution), np.uint8)
+    points = np.zeros((count, resolution, resolution), np.float32)
+    for index, name in enumerate(survey.names):
+        on_progress(index, count)
+        image = np.asarray(Image.open(data / name).convert("RGB"))
+        frame = mesh_frame(survey.meshes[index], resolution)
+        crops[index], valid[index] = into_frame(image, frame, resolution)
+        points[index] = points_image(framed_points(survey.meshes[index], frame), resolution)
+    on_progress(count, count)
+    labels = np.stack([label_vector(int(g), int(a)) for g, a in zip(survey.gender, survey.age_group)])
+    MeshFaces(crops, valid, points, labels, list(survey.names)).save(cache)
+    return MeshFaces.load(cache)
+
+
+def sample_mesh_batch(
+    dataset: MeshFaces, indices: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Condition (the points image), generated region, known map (nothing is shown), real image (in [-1, 1])
+    and inside-photo map for the faces `indices`, each mirrored at random (the points image with them: it holds
+    no left or right of its own)."""
+    flips = rng.random(len(indices)) < 0.5
+
+    def stacked(array: np.ndarray) -> torch.Tensor:
+        items = [np.asarray(array[i])[:, ::-1] if flip else np.asarray(array[i]) for i, flip in zip(indices, flips)]
+        return torch.from_numpy(np.ascontiguousarray(np.stack(items))).to(config.device)
+
+    condition = stacked(dataset.points)[:, None].float()
+    inside = stacked(dataset.valid)[:, None].float()
+    real = stacked(dataset.crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return condition, inside, torch.zeros_like(inside), real * inside, inside
