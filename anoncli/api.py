@@ -68,10 +68,10 @@ class AnonymizedImage:
 class Anonymizer:
     """A detector and an anonymization method (and, with `preserve`, an attribute estimator), loaded once.
 
-    `method` None picks blur, or deepprivacy when `preserve` asks for attributes. `coverage` (fast, balanced,
-    strict) says how hard to look for faces; `detector` replaces its detectors by one. `faces_from` takes the
-    faces from a `anoncli detect` JSON-lines file instead (files and videos only). Raises InputError for
-    options it cannot use.
+    `method` None picks blur, or deepprivacy when `preserve` asks for attributes; `keep` names the face parts
+    `shape` keeps in the original's shape. `coverage` (fast, balanced, strict) says how hard to look for faces;
+    `detector` replaces its detectors by one. `faces_from` takes the faces from a `anoncli detect` JSON-lines
+    file instead (files and videos only). Raises InputError for options it cannot use.
     """
 
     def __init__(
@@ -80,6 +80,7 @@ class Anonymizer:
         *,
         preserve: Sequence[str] = (),
         skin_tone: tuple[int, int, int] | None = None,
+        keep: Sequence[str] = (),
         detector: str | None = None,
         coverage: str = DEFAULT_COVERAGE,
         threshold: float | None = None,
@@ -90,7 +91,8 @@ class Anonymizer:
         faces_from: Path | None = None,
     ) -> None:
         self._arguments = {
-            "method": method, "preserve": tuple(preserve), "skin_tone": skin_tone, "detector": detector,
+            "method": method, "preserve": tuple(preserve), "skin_tone": skin_tone, "keep": tuple(keep),
+            "detector": detector,
             "coverage": coverage, "threshold": threshold, "device": device, "attribute_model": attribute_model,
             "mask_scale": mask_scale, "seed": seed, "faces_from": faces_from,
         }  # fmt: skip
@@ -103,7 +105,7 @@ class Anonymizer:
             raise InputError(f"unknown method {self.method_name!r}; choose one of: {', '.join(METHODS.names())}")
         try:
             self.device = resolve_device(device)
-            self.method = create_method(self.method_name, self.device, self.preserve, skin_tone)
+            self.method = create_method(self.method_name, self.device, self.preserve, skin_tone, tuple(keep))
         except ValueError as error:
             raise InputError(str(error)) from None
         self.describe = None
@@ -293,6 +295,7 @@ class Anonymizer:
             "preserve": self.preserve,
             "attribute_model": self.attribute_model if self.preserve else None,
             "skin_tone": self.method.skin_tone or "keep",
+            "keep": self.method.keep,
         }
 
 

@@ -1,9 +1,10 @@
-"""A contact sheet a person can judge: original | deepprivacy | ksame, face by face, at real size.
+"""A contact sheet a person can judge: the original beside each method's face (deepprivacy | ksame unless told
+otherwise), face by face, at real size.
 
-    .venv/bin/python bench/contact_sheet.py [--faces 20] [--out docs/ksame-contact-sheet.jpg]
+    .venv/bin/python bench/contact_sheet.py [--methods deepprivacy,ksame] [--faces 20] [--out FILE]
 
 Takes the largest face of every third celebs13 press photo (MIT, from deepface's test set), anonymizes
-the photo with both methods (seed: the row's number) and lays out a crop of 1.4 face sizes around the face
+the photo with each method (seed: the row's number) and lays out a crop of 1.4 face sizes around the face
 from each, at the photo's own scale up to MAX_SIDE pixels (larger faces are shrunk to it, labelled with their
 size).
 """
@@ -24,37 +25,38 @@ CELEBS = Path(__file__).resolve().parents[2] / "shared" / "data" / "identities" 
 MAX_SIDE = 256
 GAP = 6
 PHOTO_STEP = 3  # every third photo, so the faces are of many of the 13 people
-METHODS = ("deepprivacy", "ksame")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="deepprivacy,ksame", help="comma-separated")
     parser.add_argument("--faces", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("docs/ksame-contact-sheet.jpg"))
     arguments = parser.parse_args()
-    anonymizers = {name: anoncli.Anonymizer(name) for name in METHODS}
+    methods = arguments.methods.split(",")
+    anonymizers = {name: anoncli.Anonymizer(name) for name in methods}
     rows = []
     photos = sorted((p for p in CELEBS.glob("img*.jpg") if p.stem[3:].isdigit()), key=lambda p: int(p.stem[3:]))
     for path in photos[::PHOTO_STEP][: arguments.faces]:
         image = np.asarray(Image.open(path).convert("RGB"))
-        faces = anonymizers["ksame"].detect(image)
+        faces = anonymizers[methods[0]].detect(image)
         if not faces:
             continue
         face = max(faces, key=lambda f: f.size)
         square = centred_square(face.box, 1.4 * face.size)
         for anonymizer in anonymizers.values():  # one seed per photo, as the command line gives each file its own
             anonymizer.seed = len(rows)
-        versions = [image] + [anonymizers[name].anonymize(image).image for name in METHODS]
+        versions = [image] + [anonymizers[name].anonymize(image).image for name in methods]
         crops = [cut_square(version, square)[0] for version in versions]
         side = min(square.side, MAX_SIDE)
         crops = [cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA) for crop in crops]
         rows.append((f"{path.name}, face {face.size:.0f} px", crops))
         print(rows[-1][0], flush=True)
-    width = 3 * MAX_SIDE + 4 * GAP
+    width = (1 + len(methods)) * (MAX_SIDE + GAP) + GAP
     height = sum(crops[0].shape[0] + 18 + GAP for _, crops in rows) + 24
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((GAP, 4), "original | deepprivacy | ksame (seed: row number)", fill="black")
+    draw.text((GAP, 4), f"original | {' | '.join(methods)} (seed: row number)", fill="black")
     y = 24
     for label, crops in rows:
         draw.text((GAP, y), label, fill="black")

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from anoncli.anonymizers import FaceCrop
 from anoncli.attributes import Attributes
 from anoncli.cli.main import app
 from anoncli.detectors import create_detector
@@ -173,3 +174,11 @@ def ray_here():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
+
+
+def scrambled(crop: FaceCrop, seed: int = 3) -> FaceCrop:
+    """`crop` with every pixel of its erased core (mask ≥ 0.99) replaced by random colours."""
+    pixels = crop.pixels.copy()
+    core = crop.mask >= 0.99
+    pixels[core] = np.random.default_rng(seed).integers(0, 256, (int(core.sum()), 3))
+    return FaceCrop(pixels, crop.mask, crop.box, crop.landmarks, crop.seed, crop.attributes)

@@ -49,6 +49,7 @@ def test_the_reference_row_is_fully_identifiable_and_untouched(figures):
     none = figures["none"]
     assert none["faces"] >= 6
     assert none["changed_share"] == 0 and none["recall_at_1"] == 1.0 and none["mean_distance"] == 0
+    assert abs(none["mean_cosine_distance"]) < 1e-6
     assert none["still_detected"] >= 0.8
     # Of the faces the second detector finds in the originals, it finds every one again in the same image.
     assert none["still_detected_of_seen"] == 1.0

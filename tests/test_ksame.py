@@ -20,7 +20,7 @@ from anoncli.generative.weights import WeightsError, sha256_of
 from anoncli.io.video import decode_frames
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
 from anoncli.regions import face_region
-from conftest import SHARED_DATA, UTKFACE, assert_anonymized, held_out_utkface, load_rgb, read_report
+from conftest import SHARED_DATA, UTKFACE, assert_anonymized, held_out_utkface, load_rgb, read_report, scrambled
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 REAL_CLIP = SHARED_DATA / "videos" / "facenet_pytorch_examples_video.mp4"
@@ -102,12 +102,9 @@ def test_the_new_face_is_drawn_from_its_mesh_and_surroundings_only(method, detec
     image = photo(CELEBS / "img10.jpg")
     face = max(detector.detect(image), key=lambda f: f.size)
     crop = crop_of(image, face, seed=5, context=method.context, attributes=attributes)
-    scrambled = FaceCrop(crop.pixels.copy(), crop.mask, crop.box, crop.landmarks, crop.seed, attributes)
-    core = crop.mask >= 0.99
-    scrambled.pixels[core] = np.random.default_rng(3).integers(0, 256, (int(core.sum()), 3))
     (mesh,) = method.meshes([crop])
     assert mesh is not None
-    (first,), (second,) = method.draw([crop], [mesh]), method.draw([scrambled], [mesh])
+    (first,), (second,) = method.draw([crop], [mesh]), method.draw([scrambled(crop)], [mesh])
     assert not isinstance(first, StandIn) and first.shape == crop.pixels.shape
     assert np.array_equal(first, second)
 

@@ -27,6 +27,20 @@ def _ksame(device: str = "cpu") -> Method:
     return KSame(device=device)
 
 
+@METHODS.register("ganonymization")
+def _ganonymization(device: str = "cpu") -> Method:
+    from anoncli.anonymizers.ganonymization import GANonymization
+
+    return GANonymization(device=device)
+
+
+@METHODS.register("shape")
+def _shape(device: str = "cpu") -> Method:
+    from anoncli.anonymizers.shape import Shape
+
+    return Shape(device=device)
+
+
 DEFAULT_METHOD = "blur"
 
 
@@ -35,8 +49,10 @@ def create_method(
     device: str = "cpu",
     preserve: tuple[str, ...] = (),
     skin_tone: tuple[int, int, int] | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Method:
-    """The method `name`; ValueError when it cannot keep the attributes in `preserve` or draw `skin_tone`."""
+    """The method `name`; ValueError when it cannot keep the attributes in `preserve`, draw `skin_tone` or keep
+    the face parts in `keep`."""
     method = METHODS.create(name, device=device)
     unsupported = [attribute for attribute in preserve if attribute not in method.supported_attributes]
     if unsupported:
@@ -46,6 +62,12 @@ def create_method(
         if not method.supports_skin_tone:
             raise ValueError(f"method {name} cannot draw a chosen skin tone; use deepprivacy")
         method.skin_tone = skin_tone
+    if keep:
+        unsupported = [part for part in keep if part not in method.supported_parts]
+        if unsupported:
+            kept = f"it keeps {', '.join(method.supported_parts)}" if method.supported_parts else "use shape"
+            raise ValueError(f"method {name} cannot keep the face's {', '.join(unsupported)} ({kept})")
+        method.keep = tuple(keep)
     return method
 
 

@@ -53,6 +53,10 @@ class Method(ABC):
     # (RGB; None keeps the skin tone of the face's surroundings).
     supports_skin_tone: bool = False
     skin_tone: tuple[int, int, int] | None = None
+    # Which parts of the face (`--keep`: eyes, eyebrows, nose, mouth, outline) the method can keep in the
+    # shape of the original's, and those it is asked to.
+    supported_parts: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
 
     @abstractmethod
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:

@@ -19,10 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anoncli.anonymizers.base import CORE_MASK_LEVEL, FaceCrop, Method, StandIn
-from anoncli.anonymizers.deepprivacy import DeepPrivacy
+from anoncli.anonymizers.base import CORE_MASK_LEVEL, FaceCrop
+from anoncli.anonymizers.meshed import MeshDrawn, blend_in, outline_with_margin
 from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
-from anoncli.composites.blend import colour_matched, multiband
 from anoncli.composites.mesh import (
     CHIN,
     FACE_OVAL,
@@ -30,17 +29,14 @@ from anoncli.composites.mesh import (
     INNER_LIP_LOWER,
     LEFT_EYE_LOWER,
     LEFT_EYE_UPPER,
-    MEDIAPIPE_INSTALL,
     MESH_POINTS,
     OUTER_LIP_LOWER,
     RIGHT_EYE_LOWER,
     RIGHT_EYE_UPPER,
-    FaceMesher,
     openings,
     similarity,
 )
 from anoncli.composites.warp import warp
-from anoncli.generative.geometry import CONTEXT
 from anoncli.io.images import LUMA_WEIGHTS
 
 # How far each point of a lip or eyelid line follows an opening: fully at its middle, not at its corners.
@@ -65,25 +61,18 @@ MARGIN_TRIANGLES = np.array(
 # The target's mouth opening is carried over up to this share of the face's height: the composites are of
 # closed mouths, and wider, their lips would only stretch.
 MOUTH_CAP = 0.03
-# The composite's colour is matched to the drawn skin in a band this share of the face size wide along its
-# edge (below the eyes: above them lies hair), and faded into it over a feather of this share.
-BAND_SHARE = 0.08
 # Grain: the photo's finest band is measured robustly (median absolute value, as a Gaussian sigma) on the ring so
 # that the few strong edges there (hair, collar) do not count, and GRAIN_SHARE of it is matched.
 GRAIN_SHARE = 1.0
 GRAIN_SIGMA = 0.6
 MAD_TO_SIGMA = 1.4826
 GRAIN_REACH = 4  # pixels: the finest band's Gaussian (sigma 1) is cut at 4 sigma
-NO_MESH = "ksame: FaceMesh fitted no mesh to this face (turned away, hidden or tiny); deepprivacy drew it"
-FEATHER_SHARE = 0.03
 
 
 def with_margin(shape: np.ndarray) -> np.ndarray:
     """The mesh with a ring of points MARGIN beyond its face outline (same depth as the outline) appended."""
-    outline = shape[list(FACE_OVAL)]
-    centre = outline[:, :2].mean(axis=0)
-    ring = outline.copy()
-    ring[:, :2] = centre + (outline[:, :2] - centre) * (1 + MARGIN)
+    ring = shape[list(FACE_OVAL)].copy()
+    ring[:, :2] = outline_with_margin(shape, MARGIN)
     return np.concatenate([shape, ring])
 
 
@@ -104,20 +93,12 @@ def expressed(shape: np.ndarray, target: np.ndarray) -> np.ndarray:
     return shape
 
 
-class KSame(Method):
+class KSame(MeshDrawn):
     name = "ksame"
-    context = CONTEXT
-    default_mask_scale = DeepPrivacy.default_mask_scale
-    generative = True
     supported_attributes = ("gender", "age")
-    supports_skin_tone = True
 
     def __init__(self, device: str = "cpu", bank: Path = DEFAULT_BANK) -> None:
-        try:
-            self.mesher = FaceMesher()
-        except ImportError:
-            raise ValueError(f"method ksame needs MediaPipe's FaceMesh: {MEDIAPIPE_INSTALL}") from None
-        self.surroundings = DeepPrivacy(device=device)
+        super().__init__(device)
         self.bank = CompositeBank.load(bank)
         self._triangles = np.concatenate([self.bank.triangles, MARGIN_TRIANGLES])
         self._textures: dict[int, np.ndarray] = {}
@@ -133,22 +114,10 @@ class KSame(Method):
             self._textures[index] = cv2.inpaint(texture, outside, MARGIN_INPAINT_RADIUS, cv2.INPAINT_TELEA)
         return self._textures[index]
 
-    def meshes(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | None]:
-        """FaceMesh of each face on its crop, None where it finds none."""
-        return [self.mesher.fit(face.pixels, face.box) for face in faces]
-
-    def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:
-        return self.draw(faces, self.meshes(faces))
-
-    def draw(self, faces: Sequence[FaceCrop], meshes: Sequence[np.ndarray | None]) -> list[np.ndarray | StandIn]:
-        """The new faces, given each face's mesh (None: the face deepprivacy drew stands in)."""
-        self.surroundings.skin_tone = self.skin_tone
-        drawn = self.surroundings.anonymize(faces)
-        outputs: list[np.ndarray | StandIn] = []
-        for face, mesh, base in zip(faces, meshes, drawn):
-            composite = None if mesh is None else self._composite(face, mesh, base)
-            outputs.append(StandIn(base, NO_MESH) if composite is None else composite)
-        return outputs
+    def draw_meshed(
+        self, faces: Sequence[FaceCrop], meshes: Sequence[np.ndarray], bases: Sequence[np.ndarray]
+    ) -> list[np.ndarray | None]:
+        return [self._composite(face, mesh, base) for face, mesh, base in zip(faces, meshes, bases)]
 
     def _composite(self, face: FaceCrop, mesh: np.ndarray, base: np.ndarray) -> np.ndarray | None:
         """`base` with the composite drawn over the face; None when too little of it lies in the crop."""
@@ -160,17 +129,11 @@ class KSame(Method):
         texture, covered = warp(
             self._texture(index), shape[:, :2], posed[:, :2], self._triangles, (height, width), posed[:, 2]
         )
-        size = face.face_size
-        inner = cv2.erode(covered.astype(np.uint8), _disc(BAND_SHARE * size)).astype(bool)
-        band = covered & ~inner
-        band[: int(posed[list(RIGHT_EYE_LOWER + LEFT_EYE_LOWER), 1].max())] = False  # the skin below the eyes
-        if band.sum() < 16 or not inner.any():
+        blended = blend_in(texture, covered, base, posed, face.face_size)
+        if blended is None:
             return None
-        texture = colour_matched(texture, base, band)
-        weight = np.where(covered, cv2.GaussianBlur(inner.astype(np.float32), (0, 0), FEATHER_SHARE * size), 0.0)
-        blended = multiband(texture, base.astype(np.float32), weight)
-        blended += self._grain(face, texture, inner) * weight[..., None]
-        return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        pixels = blended.pixels + self._grain(face, blended.texture, blended.inner) * blended.weight[..., None]
+        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
     @staticmethod
     def _grain(face: FaceCrop, texture: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -197,8 +160,3 @@ def _finest_band(image: np.ndarray) -> np.ndarray:
     """The luma of `image` (float RGB) less its slightly blurred self: grain and the finest edges."""
     luma = image @ LUMA_WEIGHTS
     return luma - cv2.GaussianBlur(luma, (2 * GRAIN_REACH + 1, 2 * GRAIN_REACH + 1), 1.0)
-
-
-def _disc(diameter: float) -> np.ndarray:
-    side = max(int(diameter) | 1, 3)
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))

@@ -86,7 +86,8 @@ def evaluate(
 
     Faces are found in the originals by RetinaFace. Per method: share of faces changed; re-identification with
     dlib's face embedding (Recall@1; verification rate, the share exposed by the video's rule, beside the median
-    calibrated threshold and the share of faces a blank patch lies within 0.6 of; mean distance); share still found
+    calibrated threshold and the share of faces a blank patch lies within 0.6 of; mean distance, and mean cosine
+    distance of the embeddings, GANonymization's figure); share still found
     by a *different* detector (CenterFace), of all faces and of those it finds in the originals ("of seen"); realism
     ("real? AUC"): a classifier two-sample test, the cross-validated ROC AUC of telling anonymized faces of one half
     of the people from real faces of the other half by texture, colour and dlib embedding (0.5: cannot tell; 1:
@@ -103,12 +104,20 @@ def evaluate(
     Examples:
 
         anoncli evaluate photos/ --method none,blur,deepprivacy
+        anoncli evaluate photos/ --method none,ganonymization,shape,shape+eyes+mouth
         anoncli evaluate photos/ photos_anonymized/ --json figures.json
         anoncli evaluate in.mp4 in_anonymized.mp4
         anoncli evaluate crowds/ --method none,mask,blur --boxes crowds.jsonl
     """
     from anoncli.evaluation.faces import Evaluator, load_identities, summarize_draws
-    from anoncli.evaluation.runner import REFERENCE, evaluate_methods, faces_json, parse_method, summary_table
+    from anoncli.evaluation.runner import (
+        REFERENCE,
+        evaluate_methods,
+        faces_json,
+        parse_method,
+        split_kept,
+        summary_table,
+    )
     from anoncli.metrics.emotion import EmotionClassifier
     from anoncli.metrics.inception import InceptionFeatures
 
@@ -128,7 +137,9 @@ def evaluate(
             base, kept = parse_method(name)
             if base != REFERENCE and base not in METHODS.names():
                 raise UsageError(f"unknown method {base!r}; choose from none, {', '.join(METHODS.names())}")
-            o.parse_preserve(",".join(kept))
+            attributes, parts = split_kept(kept)
+            o.parse_preserve(",".join(attributes))
+            o.parse_keep(",".join(parts))
         estimators = [create_estimator(n.strip(), device=resolved) for n in attribute_models.split(",") if n.strip()]
         # The second detector only asks "is there still a face here?": one pass at native size is enough.
         evaluator = Evaluator(

@@ -104,6 +104,7 @@ def anonymize(
     output: o.OutputOption = None,
     method: o.MethodOption = None,
     preserve: o.PreserveOption = None,
+    keep: o.KeepOption = None,
     files_from: o.FilesFromOption = None,
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
@@ -147,6 +148,7 @@ def anonymize(
 
         anoncli anonymize ./photos --method deepprivacy
         anoncli anonymize ./photos --method ksame --preserve age,gender
+        anoncli anonymize ./photos --method shape --keep eyes,mouth
         anoncli anonymize /data/photos -o /data/public --backend ray --address auto
         anoncli anonymize s3://bucket/photos -o s3://bucket/public --backend ray
         anoncli anonymize in.jpg -o - | convert - -resize 50% small.jpg
@@ -169,7 +171,17 @@ def anonymize(
         else:
             tasks = iter_outputs(inputs or [], output, IMAGE_EXTENSIONS, o.listed_inputs(files_from, null))
         anonymizer = o.build_anonymizer(
-            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage, detections
+            method,
+            preserve,
+            skin_tone,
+            detector,
+            threshold,
+            device,
+            attribute_model,
+            mask_scale,
+            coverage,
+            detections,
+            keep=keep,
         )
         if not quiet:
             o.announce(method, anonymizer, output, inputs, files_from is not None)

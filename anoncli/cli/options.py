@@ -7,7 +7,7 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, BinaryIO, NoReturn, Optional, TextIO
@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from anoncli.anonymizers import METHODS
 from anoncli.api import Anonymizer
 from anoncli.attributes import ATTRIBUTE_NAMES, ESTIMATORS
+from anoncli.composites.mesh import FACE_PARTS
 from anoncli.detectors import DETECTORS
 from anoncli.device import DEVICES
 from anoncli.io.objects import object_url
@@ -145,6 +146,7 @@ def build_anonymizer(
     mask_scale: float | None,
     coverage: str,
     faces_from: Path | None = None,
+    keep: str | None = None,
 ) -> Anonymizer:
     """The API's Anonymizer from the options `anonymize` and `video` share; UsageError or InputError when
     they cannot be used."""
@@ -152,6 +154,7 @@ def build_anonymizer(
     return Anonymizer(
         method,
         preserve=kept,
+        keep=parse_keep(keep),
         skin_tone=parse_skin_tone(skin_tone),
         detector=detector,
         coverage=coverage,
@@ -178,16 +181,24 @@ def announce(
         say("writing each listed file beside itself as NAME_anonymized.EXT")
 
 
-def parse_preserve(text: str | None) -> tuple[str, ...]:
+def _parse_names(text: str | None, known: Iterable[str], option: str, kind: str) -> tuple[str, ...]:
+    """Comma-separated names, lower-cased, each once; UsageError naming `option` for any not `known`."""
     if not text:
         return ()
+    known = tuple(known)
     names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in ATTRIBUTE_NAMES]
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise UsageError(
-            f"--preserve: unknown attribute {', '.join(unknown)}; choose from {', '.join(ATTRIBUTE_NAMES)}"
-        )
+        raise UsageError(f"{option}: unknown {kind} {', '.join(unknown)}; choose from {', '.join(known)}")
     return names
+
+
+def parse_preserve(text: str | None) -> tuple[str, ...]:
+    return _parse_names(text, ATTRIBUTE_NAMES, "--preserve", "attribute")
+
+
+def parse_keep(text: str | None) -> tuple[str, ...]:
+    return _parse_names(text, FACE_PARTS, "--keep", "face part")
 
 
 def parse_skin_tone(text: str) -> tuple[int, int, int] | None:
@@ -342,7 +353,7 @@ MaskScaleOption = Annotated[
         "--mask-scale",
         min=0.5,
         max=4.0,
-        help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for deepprivacy and ksame].",
+        help="Mask ellipse size relative to the face box [default: 1.3; 1.1 for the methods that draw a face].",
         show_default=False,
     ),
 ]
@@ -353,6 +364,15 @@ PreserveOption = Annotated[
         help="Keep these attributes of each person in the new face, comma-separated: gender, age (age group "
         "0-19, 20-29, 30-39, 40+). Estimated on the original face (see --attribute-model); the generator gets "
         "only the labels. Generative methods only (deepprivacy, chosen when no --method is given, and ksame).",
+        show_default=False,
+    ),
+]
+KeepOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--keep",
+        help="Keep these parts of each face in the original's shape, comma-separated: eyes, eyebrows, nose, "
+        "mouth, outline; the others take the shape of an average face. `--method shape` only.",
         show_default=False,
     ),
 ]

@@ -35,6 +35,7 @@ def video(
     output: o.OutputOption = None,
     method: o.MethodOption = None,
     preserve: o.PreserveOption = None,
+    keep: o.KeepOption = None,
     files_from: o.FilesFromOption = None,
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
@@ -123,7 +124,7 @@ def video(
         target = o.parse_bitrate(bitrate) if bitrate else None
         encoder = EncoderSettings(codec=codec, bitrate=target, crf=crf, keep_metadata=keep_metadata)
         anonymizer = o.build_anonymizer(
-            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage
+            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage, keep=keep
         )
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))

@@ -92,6 +92,13 @@ class FaceRecord:
         return float(np.linalg.norm(self.original_embedding - self.anonymized_embedding))
 
     @property
+    def cosine_distance(self) -> float:
+        """1 - cosine similarity of the two embeddings: GANonymization's anonymization figure."""
+        original, anonymized = self.original_embedding, self.anonymized_embedding
+        norms = float(np.linalg.norm(original) * np.linalg.norm(anonymized))
+        return 1.0 - float(original @ anonymized) / max(norms, 1e-12)
+
+    @property
     def exposed(self) -> bool:
         """Still the same person by the rule of `evaluation.exposure`."""
         return exposed(self.changed, self.background_change, self.found_again, lambda: self.distance, self.calibration)
@@ -152,6 +159,7 @@ class Evaluation:
             "verification_rate": _share(r.exposed for r in records),
             **calibration_summary([r.calibration for r in records]),
             "mean_distance": float(distances_.mean()) if faces else float("nan"),
+            "mean_cosine_distance": float(np.mean([r.cosine_distance for r in records])) if faces else float("nan"),
             "still_detected": _share(r.still_detected for r in records),
             "c2st_auc": realism_auc(records),
             "fd_dlib": frechet_distance(

@@ -20,6 +20,7 @@ WORST_FACES = 6
 PLOTTED = [
     ("recall_at_1", "re-identification Recall@1 (lower is more private)"),
     ("mean_distance", "mean dlib distance to the original (higher is more private)"),
+    ("mean_cosine_distance", "mean cosine distance of the dlib embeddings to the original's (higher is more private)"),
     ("still_detected", "still found by a second detector (higher is more useful)"),
     ("still_detected_of_seen", "still found, of the faces the second detector finds in the originals"),
     ("c2st_auc", "realism: AUC of a classifier telling these faces from real ones (0.5: cannot tell)"),

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from anoncli.api import Anonymizer
 from anoncli.attributes import DEFAULT_ESTIMATOR, AttributeEstimator
+from anoncli.composites.mesh import FACE_PARTS
 from anoncli.evaluation.coverage import MarkedFace, coverage_summary, measure_coverage
 from anoncli.evaluation.faces import GENERATIVE_DRAWS, Evaluation, Evaluator, measure_diversity, pair_files
 from anoncli.io.images import IMAGE_EXTENSIONS
@@ -27,6 +28,7 @@ COLUMNS = [
     ("re-id R@1", "recall_at_1", "{:.1%}"),
     ("verified", "verification_rate", "{:.1%}"),
     ("dlib dist", "mean_distance", "{:.3f}"),
+    ("cos dist", "mean_cosine_distance", "{:.3f}"),
     ("still a face", "still_detected", "{:.1%}"),
     ("of seen", "still_detected_of_seen", "{:.1%}"),
     ("real? AUC", "c2st_auc", "{:.2f}"),
@@ -46,7 +48,7 @@ COLUMNS = [
 
 
 def parse_method(name: str) -> tuple[str, tuple[str, ...]]:
-    """`deepprivacy+age+gender` → ("deepprivacy", ("age", "gender"))."""
+    """`deepprivacy+age+gender` → ("deepprivacy", ("age", "gender")); `shape+eyes` → ("shape", ("eyes",))."""
     base, *kept = name.split("+")
     return base, tuple(kept)
 
@@ -85,9 +87,16 @@ def evaluate_methods(
 
 
 def method_anonymizer(name: str, **options: object) -> Anonymizer:
-    """The anonymizer of a method as `evaluate` names it (`deepprivacy+age+gender` keeps age and gender)."""
+    """The anonymizer of a method as `evaluate` names it (`deepprivacy+age+gender` keeps age and gender,
+    `shape+eyes+mouth` the shape of eyes and mouth)."""
     base, kept = parse_method(name)
-    return Anonymizer(base, preserve=kept, **options)
+    attributes, parts = split_kept(kept)
+    return Anonymizer(base, preserve=attributes, keep=parts, **options)
+
+
+def split_kept(kept: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a method name asks to keep (`parse_method`), as attributes (`--preserve`) and face parts (`--keep`)."""
+    return tuple(name for name in kept if name not in FACE_PARTS), tuple(name for name in kept if name in FACE_PARTS)
 
 
 def anonymize_into(anonymizer: Anonymizer, originals: Path, out: Path) -> Path:
