@@ -18,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from anoncli.anonymizers import FaceCrop
+from anoncli.anonymizers.base import CORE_MASK_LEVEL
 from anoncli.attributes import Attributes
 from anoncli.cli.main import app
 from anoncli.detectors import create_detector
@@ -176,9 +177,10 @@ def ray_here():
     ray.shutdown()
 
 
-def scrambled(crop: FaceCrop, seed: int = 3) -> FaceCrop:
-    """`crop` with every pixel of its erased core (mask ≥ 0.99) replaced by random colours."""
+def scrambled(crop: FaceCrop, seed: int = 3, level: float = CORE_MASK_LEVEL) -> FaceCrop:
+    """`crop` with every pixel its mask reaches `level` at (the erased core unless told) replaced by random
+    colours."""
     pixels = crop.pixels.copy()
-    core = crop.mask >= 0.99
+    core = crop.mask >= level
     pixels[core] = np.random.default_rng(seed).integers(0, 256, (int(core.sum()), 3))
     return FaceCrop(pixels, crop.mask, crop.box, crop.landmarks, crop.seed, crop.attributes)

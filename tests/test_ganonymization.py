@@ -12,10 +12,11 @@ import torch
 
 import anoncli
 from anoncli.anonymizers import FaceCrop, StandIn, create_method
+from anoncli.anonymizers.base import CORE_MASK_LEVEL
 from anoncli.attributes.base import ATTRIBUTE_SIZE
 from anoncli.composites.mesh import CHIN, FOREHEAD, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, FaceMesher
 from anoncli.frames import face_crop
-from anoncli.generative.conditioning import ERASED_CONTEXT, MESH_POINTS, regrouped
+from anoncli.generative.conditioning import ERASED_CONTEXT, MESH_POINTS_ONLY, regrouped
 from anoncli.generative.mesh_input import FACE_HEIGHT_SHARE, framed_points, mesh_frame, points_image
 from anoncli.generative.weights import load_generator
 from anoncli.regions import face_region
@@ -38,13 +39,13 @@ def test_an_input_layer_is_regrouped_for_another_conditioning():
     group's mean, and the channels before and after the conditioning stay where they are."""
     before, after = 3, ATTRIBUTE_SIZE + 1
     weight = torch.randn(4, before + ERASED_CONTEXT.channels + after, 3, 3)
-    mesh = regrouped(weight, ERASED_CONTEXT, MESH_POINTS, before, after)
+    mesh = regrouped(weight, ERASED_CONTEXT, MESH_POINTS_ONLY, before, after)
     assert mesh.shape == (4, before + 1 + after, 3, 3)
     keypoints = slice(before + 5, before + 10)
     assert torch.allclose(mesh[:, before], weight[:, keypoints].mean(dim=1))
     assert torch.equal(mesh[:, :before], weight[:, :before]) and torch.equal(mesh[:, -after:], weight[:, -after:])
     assert torch.equal(regrouped(weight, ERASED_CONTEXT, ERASED_CONTEXT, before, after), weight)
-    back = regrouped(mesh, MESH_POINTS, ERASED_CONTEXT, before, after)
+    back = regrouped(mesh, MESH_POINTS_ONLY, ERASED_CONTEXT, before, after)
     assert (back[:, before : before + ERASED_CONTEXT.channels] == 0).all(), "groups it never had start at zero"
 
 
@@ -71,9 +72,9 @@ def test_a_face_is_framed_eyes_level_at_one_size_whatever_the_photo_turns(astron
     assert image.max() == 1.0 and image.min() == 0.0 and 100 < image.sum() <= len(framed[0])
 
 
-def test_the_shipped_weights_draw_from_mesh_points_and_say_where_they_started(method):
+def test_the_shipped_weights_draw_from_mesh_points_and_say_where_they_started():
     generator, manifest = load_generator(anoncli.anonymizers.ganonymization.DEFAULT_WEIGHTS, "cpu")
-    assert generator.conditioning == MESH_POINTS and manifest["method"] == "ganonymization"
+    assert generator.conditioning == MESH_POINTS_ONLY and manifest["method"] == "ganonymization"
     assert manifest["training"]["starts_from"]["file"] == "deepprivacy64.pt"
     assert manifest["training"]["hyperparameters"]["attribute_loss"] == 0
 
@@ -89,7 +90,7 @@ def test_the_new_face_is_drawn_from_the_mesh_points_alone(method, detector):
     (first,), (second,) = method.draw([crop], [mesh]), method.draw([scrambled(crop)], [mesh])
     assert not isinstance(first, StandIn) and first.shape == crop.pixels.shape
     assert np.array_equal(first, second)
-    core = crop.mask >= 0.99
+    core = crop.mask >= CORE_MASK_LEVEL
     other = FaceCrop(crop.pixels, crop.mask, crop.box, crop.landmarks, seed=6)
     (third,) = method.draw([other], [mesh])
     assert np.abs(third[core].astype(float) - first[core]).mean() > 3
@@ -121,7 +122,7 @@ def test_training_starts_from_deepprivacy_and_resumes(tmp_path, cli):
     assert result.exit_code == 0, result.output
     assert "started from weights/deepprivacy64.pt" in result.output
     manifest = json.loads(out.with_suffix(".json").read_text())
-    assert manifest["training"]["steps"] == 2 and manifest["architecture"]["conditioning"] == MESH_POINTS.name
+    assert manifest["training"]["steps"] == 2 and manifest["architecture"]["conditioning"] == MESH_POINTS_ONLY.name
     assert manifest["data"]["faces"] >= 12 and manifest["curve"][-1]["steps"] == 2
     result = cli(*arguments, "--steps", "1", "--survey", tmp_path / "survey.npz")
     assert result.exit_code != 0 and "--resume" in result.output
@@ -130,4 +131,4 @@ def test_training_starts_from_deepprivacy_and_resumes(tmp_path, cli):
     assert "surveyed before" in result.output
     assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 3
     generator, _ = load_generator(out, "cpu")
-    assert generator.conditioning == MESH_POINTS
+    assert generator.conditioning == MESH_POINTS_ONLY

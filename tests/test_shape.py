@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anoncli.anonymizers import StandIn, create_method
+from anoncli.anonymizers import FaceCrop, StandIn, create_method
 from anoncli.composites.mesh import FACE_PARTS, MESH_POINTS
 from anoncli.frames import face_crop
 from anoncli.regions import face_region
@@ -47,8 +47,20 @@ def test_the_new_face_is_drawn_from_its_new_shape_and_the_inpainted_surroundings
     (first,), (second,) = method.draw([crop], [mesh]), method.draw([scrambled(crop)], [mesh])
     assert not isinstance(first, StandIn)
     assert np.array_equal(first, second)
-    (filled,) = method.surroundings.anonymize([scrambled(crop)])
-    assert np.array_equal(filled, method.surroundings.anonymize([crop])[0])
+
+
+def test_the_inpainted_head_holds_nothing_of_the_face_even_where_the_photo_cuts_it(face_and_mesh):
+    """Inpainting fills the whole region the mask reaches from the pixels around it: scrambling that region
+    changes nothing, for a whole face and for one cut by the crop's left edge."""
+    crop, _ = face_and_mesh
+    cut = crop.pixels.shape[1] // 3
+    x1, y1, x2, y2 = crop.box
+    cut_face = FaceCrop(crop.pixels[:, cut:].copy(), crop.mask[:, cut:].copy(), (x1 - cut, y1, x2 - cut, y2), None, 5)
+    inpainting = create_method("shape", device="cpu").surroundings
+    for face in (crop, cut_face):
+        (filled,), (again,) = inpainting.anonymize([face]), inpainting.anonymize([scrambled(face, level=1e-6)])
+        assert np.array_equal(filled, again)
+        assert np.abs(filled[face.mask >= 0.99].astype(float) - face.pixels[face.mask >= 0.99]).mean() > 10
 
 
 def test_keep_is_checked_and_reported(tmp_path, cli):
@@ -62,6 +74,9 @@ def test_keep_is_checked_and_reported(tmp_path, cli):
     assert result.exit_code == 0, result.output
     report = read_report(tmp_path / "r.json")
     assert report["settings"]["keep"] == ["eyes", "mouth"] and report["files"][0]["faces"] >= 1
+    for asked, said in (("blur+eyes", "use shape"), ("shape+ears", "unknown ears")):
+        result = cli("evaluate", photo.parent, "--method", f"none,{asked}")
+        assert result.exit_code == 2 and said in result.output, result.output
 
 
 def test_a_video_is_reshaped(tmp_path, cli):

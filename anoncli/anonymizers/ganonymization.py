@@ -18,7 +18,7 @@ import torch
 
 from anoncli.anonymizers.base import FaceCrop, Method
 from anoncli.anonymizers.meshed import MeshDrawn, blend_in, outline_with_margin
-from anoncli.generative.conditioning import MESH_POINTS
+from anoncli.generative.conditioning import MESH_POINTS_ONLY
 from anoncli.generative.mesh_input import framed_points, mesh_frame, out_of_frame, points_image
 from anoncli.generative.sampling import generate
 from anoncli.generative.weights import WEIGHTS_DIR, WeightsError, load_generator
@@ -26,7 +26,7 @@ from anoncli.generative.weights import WEIGHTS_DIR, WeightsError, load_generator
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "ganonymization64.pt"
 # The new face reaches this share of the outline's distance from its centre past the face outline (within the
 # mesh's frame, which the generator drew).
-MARGIN = 0.1
+OUTLINE_MARGIN = 0.1
 SUBPIXEL_BITS = 4  # polygons are filled at 1/16 pixel
 
 
@@ -44,7 +44,7 @@ class GANonymization(MeshDrawn):
         self.device = device
         self.batch_size = batch_size
         self.generator, self.manifest = load_generator(weights, device)
-        if self.generator.conditioning != MESH_POINTS:
+        if self.generator.conditioning != MESH_POINTS_ONLY:
             raise WeightsError(f"{weights} are not conditioned on mesh points; they are not ganonymization's")
 
     def draw_meshed(
@@ -78,15 +78,15 @@ class GANonymization(MeshDrawn):
         side = image.shape[0]
         corners = np.array([[0, 0], [side, 0], [side, side], [0, side]], np.float64)
         inverse = cv2.invertAffineTransform(frame)
-        in_frame = _filled(corners @ inverse[:, :2].T + inverse[:, 2], height, width)
-        covered = _filled(outline_with_margin(mesh, MARGIN), height, width) & in_frame
+        in_frame = _inside_polygon(corners @ inverse[:, :2].T + inverse[:, 2], height, width)
+        covered = _inside_polygon(outline_with_margin(mesh, OUTLINE_MARGIN), height, width) & in_frame
         blended = blend_in(texture, covered, base, mesh, face.face_size)
         return None if blended is None else np.clip(np.rint(blended.pixels), 0, 255).astype(np.uint8)
 
 
-def _filled(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean (height, width) map of the inside of `polygon` (x, y points)."""
+def _inside_polygon(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Boolean (height, width) map of the inside of `polygon` (x, y points; pixel i spans [i, i + 1))."""
     inside = np.zeros((height, width), np.uint8)
-    points = np.rint(polygon * (1 << SUBPIXEL_BITS)).astype(np.int32)
+    points = np.rint((polygon - 0.5) * (1 << SUBPIXEL_BITS)).astype(np.int32)
     cv2.fillPoly(inside, [points], 1, cv2.LINE_8, SUBPIXEL_BITS)
     return inside.astype(bool)

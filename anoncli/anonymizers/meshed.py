@@ -93,7 +93,7 @@ class MeshDrawn(Method):
         """The new faces, given each face's mesh (None: the face the surroundings drew stands in)."""
         if self.surroundings.supports_skin_tone:
             self.surroundings.skin_tone = self.skin_tone
-        bases = self.surroundings.anonymize(faces)
+        bases = [base.pixels if isinstance(base, StandIn) else base for base in self.surroundings.anonymize(faces)]
         fitted = [index for index, mesh in enumerate(meshes) if mesh is not None]
         drawn = dict(
             zip(

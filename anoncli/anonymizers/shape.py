@@ -51,6 +51,8 @@ class Inpainting(Method):
         # shrinking.
         touched = cv2.resize(region.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
         unknown = cv2.dilate(touched.astype(np.uint8), np.ones((3, 3), np.uint8))
+        # Inpainting reads the values under its mask where the mask meets the image's edge: they are blanked.
+        small[unknown > 0] = 0
         filled = cv2.inpaint(small, unknown, INPAINT_RADIUS, cv2.INPAINT_TELEA)
         large = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.where(region[..., None], large, face.pixels)

@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anoncli.anonymizers import METHODS
-from anoncli.attributes import DEFAULT_ESTIMATOR, ESTIMATORS, create_estimator
+from anoncli.anonymizers import METHODS, create_method
+from anoncli.attributes import ATTRIBUTE_NAMES, DEFAULT_ESTIMATOR, ESTIMATORS, create_estimator
 from anoncli.cli import options as o
+from anoncli.composites.mesh import FACE_PARTS
 from anoncli.detectors import create_detector
 from anoncli.device import resolve_device
 from anoncli.io.images import IMAGE_EXTENSIONS
@@ -137,9 +138,16 @@ def evaluate(
             base, kept = parse_method(name)
             if base != REFERENCE and base not in METHODS.names():
                 raise UsageError(f"unknown method {base!r}; choose from none, {', '.join(METHODS.names())}")
-            attributes, parts = split_kept(kept)
-            o.parse_preserve(",".join(attributes))
-            o.parse_keep(",".join(parts))
+            unknown = [word for word in kept if word not in ATTRIBUTE_NAMES and word not in FACE_PARTS]
+            if unknown:
+                raise UsageError(
+                    f"{name}: unknown {', '.join(unknown)}; after + come attributes ({', '.join(ATTRIBUTE_NAMES)}) "
+                    f"or face parts ({', '.join(FACE_PARTS)})"
+                )
+            if kept and base != REFERENCE:
+                # Whether the method can keep them is known once it is built: before hours of other methods.
+                attributes, parts = split_kept(kept)
+                create_method(base, resolved, attributes, keep=parts)
         estimators = [create_estimator(n.strip(), device=resolved) for n in attribute_models.split(",") if n.strip()]
         # The second detector only asks "is there still a face here?": one pass at native size is enough.
         evaluator = Evaluator(

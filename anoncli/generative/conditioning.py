@@ -50,9 +50,9 @@ ERASED_CONTEXT = Conditioning(
     FRAMING,
 )
 # ganonymization: FaceMesh's points drawn white on black in the mesh's own frame, nothing of the photo.
-MESH_POINTS = Conditioning("mesh-points", (ChannelGroup("mesh", 1, like="keypoints"),), MESH_FRAMING)
+MESH_POINTS_ONLY = Conditioning("mesh-points", (ChannelGroup("mesh", 1, like="keypoints"),), MESH_FRAMING)
 
-CONDITIONINGS = {conditioning.name: conditioning for conditioning in (ERASED_CONTEXT, MESH_POINTS)}
+CONDITIONINGS = {conditioning.name: conditioning for conditioning in (ERASED_CONTEXT, MESH_POINTS_ONLY)}
 
 
 def conditioning_named(name: str) -> Conditioning:

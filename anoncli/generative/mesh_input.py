@@ -41,7 +41,7 @@ def framed_points(mesh: np.ndarray, frame: np.ndarray) -> np.ndarray:
 def points_image(points: np.ndarray, side: int) -> np.ndarray:
     """(side, side) float32: 1 at each point (splatted bilinearly over its four nearest pixels, capped at 1),
     0 elsewhere."""
-    image = np.zeros((side + 1, side + 1), np.float32)
+    image = np.zeros((side, side), np.float32)
     x, y = points[:, 0] - 0.5, points[:, 1] - 0.5
     inside = (x >= 0) & (y >= 0) & (x < side - 1) & (y < side - 1)
     x, y = x[inside], y[inside]
@@ -50,14 +50,20 @@ def points_image(points: np.ndarray, side: int) -> np.ndarray:
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             np.add.at(image, (top + dy, left + dx), wx * wy)
-    return np.minimum(image[:side, :side], 1.0)
+    return np.minimum(image, 1.0)
+
+
+def on_pixel_indices(affine: np.ndarray) -> np.ndarray:
+    """An affine map between coordinates in which pixel i spans [i, i + 1) (the mesh's, the frame's), as OpenCV
+    applies it: to pixel indices, whose centres are at i + 0.5 in those coordinates."""
+    return np.hstack([affine[:, :2], (affine[:, 2] + affine[:, :2] @ (0.5, 0.5) - 0.5)[:, None]])
 
 
 def into_frame(image: np.ndarray, frame: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """The frame's pixels cut from `image` (RGB uint8) and its validity map (1 where the frame lies in the
     image), both at `side`."""
     large = side * SUPERSAMPLING
-    supersampled = frame * SUPERSAMPLING
+    supersampled = on_pixel_indices(frame * SUPERSAMPLING)
     pixels = cv2.warpAffine(image, supersampled, (large, large), flags=cv2.INTER_LINEAR, borderValue=0)
     inside = cv2.warpAffine(
         np.ones(image.shape[:2], np.float32), supersampled, (large, large), flags=cv2.INTER_LINEAR, borderValue=0
@@ -70,5 +76,9 @@ def into_frame(image: np.ndarray, frame: np.ndarray, side: int) -> tuple[np.ndar
 def out_of_frame(framed: np.ndarray, frame: np.ndarray, height: int, width: int) -> np.ndarray:
     """An image in the frame (side × side × C) placed back into the (height, width) image's pixels."""
     return cv2.warpAffine(
-        framed, frame, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        framed,
+        on_pixel_indices(frame),
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
     )

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -256,7 +257,9 @@ def composite(fake: torch.Tensor, real: torch.Tensor, erased: torch.Tensor, insi
 
 def losses_in_use(config: TrainConfig) -> str:
     """The losses a run trains with, as its manifest names them (those weighted zero left out)."""
-    terms = ["non-saturating GAN (patch D with attribute projection) + lazy R1", "paired D feature matching"]
+    judge = "patch D with attribute projection" if config.attribute_dropout < 1 else "patch D"
+    terms = [f"non-saturating GAN ({judge}) + lazy R1"]
+    terms += ["paired D feature matching"] if config.feature_matching else []
     l1 = [name for name, weight in (("context", config.l1_context), ("face", config.l1_face)) if weight]
     terms += [f"L1 {' + '.join(l1)}"] if l1 else []
     if config.attribute_loss:
@@ -291,6 +294,12 @@ def training_curve(log: Path, every: int) -> list[dict]:
     ]
 
 
+def merged_curve(earlier: list[dict], latest: list[dict]) -> list[dict]:
+    """A manifest's curve with the latest log's stretches in it: a run resumed into a fresh work folder keeps the
+    stretches it no longer has the log of."""
+    return sorted({entry["steps"]: entry for entry in [*earlier, *latest]}.values(), key=lambda entry: entry["steps"])
+
+
 def drop_records_after(log: Path, step: int) -> None:
     """Keep the training log's records up to `step`: a run killed after its last checkpoint trains the steps it
     logged since then again (a record torn by the kill goes too)."""
@@ -314,15 +323,25 @@ def _in_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.half() for name, tensor in state.items()}
 
 
+class TrainingFaces(Protocol):
+    """What the loop needs of a set of prepared faces; its sampler knows the rest."""
+
+    @property
+    def train_indices(self) -> np.ndarray: ...
+
+    @property
+    def preview_indices(self) -> np.ndarray: ...
+
+
 Sampler = Callable[
-    [object, np.ndarray, TrainConfig, np.random.Generator],
+    [TrainingFaces, np.ndarray, TrainConfig, np.random.Generator],
     tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 ]
 
 
 class Trainer:
     def __init__(
-        self, config: TrainConfig, dataset: FaceDataset, labels: np.ndarray, sampler: Sampler = sample_batch
+        self, config: TrainConfig, dataset: TrainingFaces, labels: np.ndarray, sampler: Sampler = sample_batch
     ) -> None:
         """`sampler(dataset, indices, config, rng)` gives condition, generated region, known map, real image and
         inside-square map for the faces `indices` of `dataset` (`sample_batch` for deepprivacy's faces)."""
@@ -532,7 +551,9 @@ class Trainer:
                 **({"starts_from": starts_from} if starts_from else {}),
             },
             "geometry": self.conditioning.framing,
-            "curve": training_curve(config.work_dir / "log.jsonl", config.checkpoint_every) or earlier.get("curve", []),
+            "curve": merged_curve(
+                earlier.get("curve", []), training_curve(config.work_dir / "log.jsonl", config.checkpoint_every)
+            ),
             "data": config.data_description,
             "metrics": earlier.get("metrics", {}),
             "levers": earlier.get("levers", []),

@@ -8,6 +8,7 @@ image. Cached as NumPy arrays beside the survey, so a resumed run starts at once
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,12 @@ import torch
 from PIL import Image
 
 from anoncli.attributes.base import ATTRIBUTE_SIZE, GENDERS
-from anoncli.generative.mesh_input import framed_points, into_frame, mesh_frame, points_image
+from anoncli.generative.mesh_input import MESH_FRAMING, framed_points, into_frame, mesh_frame, points_image
 from anoncli.training.deepprivacy import TrainConfig
 from anoncli.training.ksame import DonorSurvey
 
 PREVIEW_FACES = 8
+FRAMING_FILE = "framing.json"  # written last: a cache without it is unfinished or framed otherwise
 ARRAYS = ("crops", "valid", "points", "labels")
 
 
@@ -50,6 +52,7 @@ class MeshFaces:
         for name in ARRAYS:
             np.save(folder / f"{name}.npy", getattr(self, name))
         (folder / "files.txt").write_text("".join(f"{name}\n" for name in self.files), encoding="utf-8")
+        (folder / FRAMING_FILE).write_text(json.dumps(MESH_FRAMING), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> MeshFaces:
@@ -74,8 +77,10 @@ def prepare_mesh_faces(
     resolution: int,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> MeshFaces:
-    """Every surveyed face of `data` cut in its mesh's frame at `resolution`; reuses a finished cache."""
-    if (cache / "files.txt").exists():
+    """Every surveyed face of `data` cut in its mesh's frame at `resolution`; reuses a finished cache of the
+    same framing."""
+    framing = cache / FRAMING_FILE
+    if framing.exists() and json.loads(framing.read_text(encoding="utf-8")) == MESH_FRAMING:
         return MeshFaces.load(cache)
     count = len(survey.names)
     crops = np.zeros((count, resolution, resolution, 3), np.uint8)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anoncli.detectors import DEFAULT_DETECTOR, create_detector
-from anoncli.generative.conditioning import MESH_POINTS
+from anoncli.generative.conditioning import MESH_POINTS_ONLY
 from anoncli.generative.weights import load_checked, read_manifest
 from anoncli.io.sources import UsageError
 from anoncli.training.dataset import HELD_OUT_PERCENT, PREPARED_RESOLUTION, FaceDataset, prepare_faces
@@ -123,19 +123,41 @@ def mesh_method_config(
     the real face (L1 and feature matching) with the adversarial loss, two noise draws pushed apart, and no
     attribute asked for: the points carry pose and expression only, and the paper's method drops the rest."""
     trainer_exists = existing_training(out, work_dir, resume)
-    if start_from is not None and not trainer_exists:
-        read_manifest(start_from)
-    return TrainConfig(
+    config = TrainConfig(
         weights=out,
         work_dir=work_dir,
         steps=steps,
         batch_size=batch_size,
         device=device,
         method=method,
-        conditioning=MESH_POINTS.name,
+        conditioning=MESH_POINTS_ONLY.name,
         l1_context=0.0,
         attribute_loss=0.0,
         attribute_dropout=1.0,
         diversity=2.0,
         start_from=None if trainer_exists else start_from,
     )
+    if config.start_from is not None:
+        check_start(config.start_from, config)
+    return config
+
+
+def check_start(weights: Path, config: TrainConfig) -> None:
+    """UsageError unless `weights` can start this run: a generator of its resolution and channels, neither grown
+    nor from before attribute inputs, with its training state (.train.pt) beside it."""
+    architecture = read_manifest(weights)["architecture"]
+    fits = (
+        "base_resolution" not in architecture
+        and "attributes" in architecture
+        and architecture["resolution"] == config.resolution
+        and tuple(architecture["channels"]) == tuple(config.channels)
+    )
+    if not fits:
+        raise UsageError(
+            f"--start-from {weights}: a run of resolution {config.resolution} and channels {config.channels} starts "
+            "only from an ungrown generator of the same size with attribute inputs (weights/deepprivacy64.pt)"
+        )
+    if not weights.with_suffix(".train.pt").exists():
+        raise UsageError(
+            f"--start-from {weights}: its training state {weights.with_suffix('.train.pt').name} is missing"
+        )
