@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anoncli.io.report import OK, FileResult, Report
 from anoncli.io.video import probe_video
 from conftest import ANNOTATED, SAMPLE_DATA, assert_anonymized, detector_faces, load_rgb
 
@@ -221,3 +222,12 @@ def test_a_folder_and_a_file_inside_it_are_done_once_as_part_of_the_folder(photo
 def test_detect_writes_to_stdout_with_dash(photos, tmp_path):
     result = shell("anoncli detect photos/astronaut.jpg -o - -q", tmp_path)
     assert len(json.loads(result.stdout)["faces"]) == 1 and not (tmp_path / "-").exists()
+
+
+def test_the_summary_line_gives_a_pace_a_person_can_read():
+    photos = Report("anonymize", {}, files=[FileResult(f"{n}.jpg", OK) for n in range(10)])
+    photos.seconds = 2.0
+    assert photos.summary().endswith("in 2.0 s (5.0 images/s)")
+    video = Report("video", {}, files=[FileResult("in.mp4", OK, frames=105)])
+    video.seconds = 53.1
+    assert video.summary("videos").endswith("in 53.1 s (53.1 s per video)")

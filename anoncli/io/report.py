@@ -96,8 +96,13 @@ class Report:
             parts.append(f"{totals['fallback_faces']} faces masked solid after a method failure")
         if totals["stand_in_faces"]:
             parts.append(f"{totals['stand_in_faces']} faces drawn by the method's fallback")
-        rate = totals["files"] / self.seconds if self.seconds > 0 else 0.0
-        line = f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} {unit}/s)"
+        files = totals["files"]
+        # A file that takes longer than a second (a video) reads better as seconds per file than as "0.0 videos/s".
+        if files and self.seconds > files:
+            pace = f"{self.seconds / files:.1f} s per {unit.removesuffix('s')}"
+        else:
+            pace = f"{files / self.seconds if self.seconds > 0 else 0.0:.1f} {unit}/s"
+        line = f"anoncli {self.command}: " + ", ".join(parts) + f" in {self.seconds:.1f} s ({pace})"
         if self.interrupted:
             left = "the rest of the list not read" if self.left is None else f"{self.left} {unit} left"
             line = f"{line}; interrupted, {left} (a re-run goes on from here)"
