@@ -13,6 +13,7 @@ import torch
 import anoncli
 from anoncli.anonymizers import FaceCrop, StandIn, create_method
 from anoncli.anonymizers.base import CORE_MASK_LEVEL
+from anoncli.anonymizers.ganonymization import DEFAULT_WEIGHTS
 from anoncli.attributes.base import ATTRIBUTE_SIZE
 from anoncli.composites.mesh import CHIN, FOREHEAD, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, FaceMesher
 from anoncli.frames import face_crop
@@ -73,7 +74,7 @@ def test_a_face_is_framed_eyes_level_at_one_size_whatever_the_photo_turns(astron
 
 
 def test_the_shipped_weights_draw_from_mesh_points_and_say_where_they_started():
-    generator, manifest = load_generator(anoncli.anonymizers.ganonymization.DEFAULT_WEIGHTS, "cpu")
+    generator, manifest = load_generator(DEFAULT_WEIGHTS, "cpu")
     assert generator.conditioning == MESH_POINTS_ONLY and manifest["method"] == "ganonymization"
     assert manifest["training"]["starts_from"]["file"] == "deepprivacy64.pt"
     assert manifest["training"]["hyperparameters"]["attribute_loss"] == 0
