@@ -81,6 +81,8 @@ class Anonymizer:
         preserve: Sequence[str] = (),
         skin_tone: tuple[int, int, int] | None = None,
         keep: Sequence[str] = (),
+        flip: Sequence[str] = (),
+        identity: int | None = None,
         detector: str | None = None,
         coverage: str = DEFAULT_COVERAGE,
         threshold: float | None = None,
@@ -92,7 +94,7 @@ class Anonymizer:
     ) -> None:
         self._arguments = {
             "method": method, "preserve": tuple(preserve), "skin_tone": skin_tone, "keep": tuple(keep),
-            "detector": detector,
+            "flip": tuple(flip), "identity": identity, "detector": detector,
             "coverage": coverage, "threshold": threshold, "device": device, "attribute_model": attribute_model,
             "mask_scale": mask_scale, "seed": seed, "faces_from": faces_from,
         }  # fmt: skip
@@ -105,11 +107,14 @@ class Anonymizer:
             raise InputError(f"unknown method {self.method_name!r}; choose one of: {', '.join(METHODS.names())}")
         try:
             self.device = resolve_device(device)
-            self.method = create_method(self.method_name, self.device, self.preserve, skin_tone, tuple(keep))
+            self.method = create_method(
+                self.method_name, self.device, self.preserve, skin_tone, tuple(keep), tuple(flip), identity
+            )
         except ValueError as error:
             raise InputError(str(error)) from None
         self.describe = None
-        if self.preserve:
+        estimated = tuple(dict.fromkeys(self.preserve + self.method.reads_attributes))
+        if estimated:
             try:
                 estimator = (
                     create_estimator(attribute_model, device=self.device)
@@ -118,7 +123,7 @@ class Anonymizer:
                 )
             except KeyError as error:
                 raise InputError(str(error).strip("'\"")) from None
-            self.describe = preserving(estimator, self.preserve)
+            self.describe = preserving(estimator, estimated)
         self.attribute_model = attribute_model if isinstance(attribute_model, str) else attribute_model.name
         self.mask_scale = mask_scale or self.method.default_mask_scale
         self.seed = seed
@@ -293,9 +298,12 @@ class Anonymizer:
             "mask_scale": self.mask_scale,
             "device": self.device,
             "preserve": self.preserve,
-            "attribute_model": self.attribute_model if self.preserve else None,
+            "attribute_model": self.attribute_model if self.describe else None,
             "skin_tone": self.method.skin_tone or "keep",
             "keep": self.method.keep,
+            "flip": self.method.flips,
+            "sees_face": self.method.sees_face,
+            "identity": self.method.identity,
         }
 
 

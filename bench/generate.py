@@ -1,6 +1,8 @@
 """Faces per second of a generative method's inference on this machine, batched vs one face at a time.
 
-    .venv/bin/python bench/generate.py [--method deepprivacy|ksame|ganonymization] [--faces 128] [--device cpu]
+    .venv/bin/python bench/generate.py [--method METHOD] [--faces 128] [--device cpu]
+
+METHOD: deepprivacy (default), ksame, ganonymization, ciagan or stargan.
 
 Uses the shipped weights and real face crops (the faces of sample_data/), through the method's public
 `anonymize`, so crop preparation, generation and colour matching (and for ksame FaceMesh, the composite's warp
@@ -22,6 +24,7 @@ from anoncli.detectors import create_detector
 from anoncli.frames import face_crop
 from anoncli.regions import face_region
 
+GENERATIVE_METHODS = ("deepprivacy", "ksame", "ganonymization", "ciagan", "stargan")
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
 
@@ -40,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=128)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--method", default="deepprivacy", choices=("deepprivacy", "ksame", "ganonymization"))
+    parser.add_argument("--method", default="deepprivacy", choices=GENERATIVE_METHODS)
     args = parser.parse_args()
     method = create_method(args.method, device=args.device)
     pool = face_crops(method.context, method.default_mask_scale)

@@ -52,7 +52,7 @@ def main() -> None:
         print(f"{args.count} photos of 640×480, wall time per tool run, start-up included")
         print(f"{'tool':<28}{'images/s':>10}{'vs deface':>12}")
         print(f"{'deface 1.5.0 (blur)':<28}{deface_rate:>10.2f}{1.0:>12.2f}")
-        for method in ("blur", "pixelate", "mask", "deepprivacy", "ksame", "ganonymization"):
+        for method in ("blur", "pixelate", "mask", "deepprivacy", "ksame", "ganonymization", "ciagan", "stargan"):
             seconds = timed(
                 [
                     str(BIN / "anoncli"),

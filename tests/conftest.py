@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from anoncli.attributes import Attributes
 from anoncli.cli.main import app
 from anoncli.detectors import create_detector
 from anoncli.faces import Face
+from anoncli.frames import face_crop
+from anoncli.regions import face_region
 from anoncli.training.dataset import held_out_labelled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +187,16 @@ def scrambled(crop: FaceCrop, seed: int = 3, level: float = CORE_MASK_LEVEL) -> 
     core = crop.mask >= level
     pixels[core] = np.random.default_rng(seed).integers(0, 256, (int(core.sum()), 3))
     return FaceCrop(pixels, crop.mask, crop.box, crop.landmarks, crop.seed, crop.attributes)
+
+
+def crop_of(image: np.ndarray, face: Face, seed: int, context: float, mask_scale: float = 1.1) -> FaceCrop:
+    """The crop a method with `context` is handed for `face`, as the engine cuts it."""
+    return face_crop(image, face_region(face, image.shape[1], image.shape[0], mask_scale, context), face, seed)
+
+
+def small_training_folder(folder: Path) -> Path:
+    """16 UTKFace photos copied into `folder` (a training run's --data)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(path.name for path in UTKFACE.glob("*.jpg"))[1000:1400:25]:
+        shutil.copy(UTKFACE / name, folder)
+    return folder

@@ -29,14 +29,12 @@ from anoncli.anonymizers.deepprivacy import (
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.detectors import create_detector
 from anoncli.faces import Face, box_iou
-from anoncli.frames import face_crop
 from anoncli.generative.geometry import CONTEXT, FRAMING, build_input
 from anoncli.generative.networks import gaussian_blur, shrink_condition
 from anoncli.generative.sampling import generate, to_tensors
 from anoncli.generative.weights import WeightsError, load_generator, manifest_path
 from anoncli.metrics.identity import SAME_PERSON_DISTANCE, FaceEmbedder
-from anoncli.regions import face_region
-from conftest import SAMPLE_DATA, SHARED_DATA, face_core, load_rgb, read_report
+from conftest import SAMPLE_DATA, SHARED_DATA, crop_of, face_core, load_rgb, read_report
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 
@@ -66,11 +64,6 @@ def each_generator(request, tmp_path_factory):
     if not REFINED_WEIGHTS.exists():
         pytest.skip(f"no {REFINED_WEIGHTS.name}")
     return DeepPrivacy(refined_weights=refined_copy(tmp_path_factory.mktemp("refined"), from_side=0))
-
-
-def crop_of(image: np.ndarray, face, seed: int, context: float) -> FaceCrop:
-    region = face_region(face, image.shape[1], image.shape[0], 1.1, context)
-    return face_crop(image, region, face, seed)
 
 
 def cut_by_left_edge(image: np.ndarray, face: Face) -> tuple[np.ndarray, Face]:

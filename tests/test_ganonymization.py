@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -16,12 +15,18 @@ from anoncli.anonymizers.base import CORE_MASK_LEVEL
 from anoncli.anonymizers.ganonymization import DEFAULT_WEIGHTS
 from anoncli.attributes.base import ATTRIBUTE_SIZE
 from anoncli.composites.mesh import CHIN, FOREHEAD, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, FaceMesher
-from anoncli.frames import face_crop
 from anoncli.generative.conditioning import ERASED_CONTEXT, MESH_POINTS_ONLY, regrouped
 from anoncli.generative.mesh_input import FACE_HEIGHT_SHARE, framed_points, mesh_frame, points_image
 from anoncli.generative.weights import load_generator
-from anoncli.regions import face_region
-from conftest import SHARED_DATA, UTKFACE, assert_anonymized, load_rgb, read_report, scrambled
+from conftest import (
+    SHARED_DATA,
+    assert_anonymized,
+    crop_of,
+    load_rgb,
+    read_report,
+    scrambled,
+    small_training_folder,
+)
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 
@@ -29,10 +34,6 @@ CELEBS = SHARED_DATA / "identities" / "celebs13"
 @pytest.fixture(scope="module")
 def method():
     return create_method("ganonymization", device="cpu")
-
-
-def crop_of(image: np.ndarray, face, seed: int, context: float) -> FaceCrop:
-    return face_crop(image, face_region(face, image.shape[1], image.shape[0], 1.1, context), face, seed)
 
 
 def test_an_input_layer_is_regrouped_for_another_conditioning():
@@ -112,11 +113,7 @@ def test_faces_are_anonymized_and_faces_without_a_mesh_are_counted(tmp_path, cli
 
 def test_training_starts_from_deepprivacy_and_resumes(tmp_path, cli):
     """`anoncli train ganonymization` on 16 faces: two steps from deepprivacy's weights, then one more resumed."""
-    data = tmp_path / "faces"
-    data.mkdir()
-    names = sorted(path.name for path in UTKFACE.glob("*.jpg"))[1000:1400:25]
-    for name in names:
-        shutil.copy(UTKFACE / name, data)
+    data = small_training_folder(tmp_path / "faces")
     out, work = tmp_path / "g.pt", tmp_path / "run"
     arguments = ["train", "ganonymization", "--data", data, "--out", out, "--work-dir", work, "--batch-size", "4"]
     result = cli(*arguments, "--steps", "2", "--survey", tmp_path / "survey.npz")

@@ -41,6 +41,20 @@ def _shape(device: str = "cpu") -> Method:
     return Shape(device=device)
 
 
+@METHODS.register("ciagan")
+def _ciagan(device: str = "cpu") -> Method:
+    from anoncli.anonymizers.ciagan import CIAGAN
+
+    return CIAGAN(device=device)
+
+
+@METHODS.register("stargan")
+def _stargan(device: str = "cpu") -> Method:
+    from anoncli.anonymizers.stargan import StarGAN
+
+    return StarGAN(device=device)
+
+
 DEFAULT_METHOD = "blur"
 
 
@@ -50,9 +64,11 @@ def create_method(
     preserve: tuple[str, ...] = (),
     skin_tone: tuple[int, int, int] | None = None,
     keep: tuple[str, ...] = (),
+    flip: tuple[str, ...] = (),
+    identity: int | None = None,
 ) -> Method:
-    """The method `name`; ValueError when it cannot keep the attributes in `preserve`, draw `skin_tone` or keep
-    the face parts in `keep`."""
+    """The method `name`; ValueError when it cannot keep the attributes in `preserve`, draw `skin_tone`, keep
+    the face parts in `keep`, change the attributes in `flip` or draw the fake `identity`."""
     method = METHODS.create(name, device=device)
     unsupported = [attribute for attribute in preserve if attribute not in method.supported_attributes]
     if unsupported:
@@ -68,6 +84,17 @@ def create_method(
             kept = f"it keeps {', '.join(method.supported_parts)}" if method.supported_parts else "use shape"
             raise ValueError(f"method {name} cannot keep the face's {', '.join(unsupported)} ({kept})")
         method.keep = tuple(keep)
+    if flip:
+        unsupported = [attribute for attribute in flip if attribute not in method.supported_flips]
+        if unsupported:
+            raise ValueError(f"method {name} cannot flip {', '.join(unsupported)} (use stargan: gender, age)")
+        method.flips = tuple(flip)
+    if identity is not None:
+        if not method.identities:
+            raise ValueError(f"method {name} draws no chosen identity; use ciagan")
+        if not 0 <= identity < method.identities:
+            raise ValueError(f"identity {identity}: {name} draws identities 0 to {method.identities - 1}")
+        method.identity = identity
     return method
 
 

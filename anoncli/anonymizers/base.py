@@ -57,6 +57,17 @@ class Method(ABC):
     # shape of the original's, and those it is asked to.
     supported_parts: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
+    # Which attributes the method can change in the face itself (`--flip`), and those it is asked to; the
+    # attributes it must be told of each face (estimated on the original, as for `--preserve`).
+    supported_flips: tuple[str, ...] = ()
+    flips: tuple[str, ...] = ()
+    reads_attributes: tuple[str, ...] = ()
+    # How many fake identities the method draws (`--identity`), and the one asked for (None: one per face,
+    # chosen by its seed, so a video track keeps its own).
+    identities: int = 0
+    identity: int | None = None
+    # Whether the method's drawing reads the face's own pixels (an attribute editor, not an eraser).
+    sees_face: bool = False
 
     @abstractmethod
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:

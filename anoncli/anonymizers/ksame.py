@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from anoncli.anonymizers.base import CORE_MASK_LEVEL, FaceCrop
-from anoncli.anonymizers.meshed import MeshDrawn, blend_in, outline_with_margin
+from anoncli.anonymizers.meshed import MeshDrawn, blend_in
 from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
 from anoncli.composites.mesh import (
     CHIN,
@@ -37,6 +37,7 @@ from anoncli.composites.mesh import (
     similarity,
 )
 from anoncli.composites.warp import warp
+from anoncli.generative.mesh_input import outline_with_margin
 from anoncli.io.images import LUMA_WEIGHTS
 
 # How far each point of a lip or eyelid line follows an opening: fully at its middle, not at its corners.

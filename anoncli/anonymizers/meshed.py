@@ -20,7 +20,7 @@ import numpy as np
 from anoncli.anonymizers.base import FaceCrop, Method, StandIn
 from anoncli.anonymizers.deepprivacy import DeepPrivacy
 from anoncli.composites.blend import colour_matched, multiband
-from anoncli.composites.mesh import FACE_OVAL, LEFT_EYE_LOWER, MEDIAPIPE_INSTALL, RIGHT_EYE_LOWER, FaceMesher
+from anoncli.composites.mesh import LEFT_EYE_LOWER, MEDIAPIPE_INSTALL, RIGHT_EYE_LOWER, FaceMesher
 from anoncli.generative.geometry import CONTEXT
 
 # The new face's colour is matched to the drawn skin in a band this share of the face size wide along its
@@ -56,14 +56,6 @@ def blend_in(
     return Blended(blended, texture, weight.astype(np.float32), inner)
 
 
-def outline_with_margin(points: np.ndarray, margin: float) -> np.ndarray:
-    """The face outline of a mesh (x, y of its FACE_OVAL points) pushed out by `margin` of its distance from
-    the outline's centre."""
-    outline = points[list(FACE_OVAL), :2]
-    centre = outline.mean(axis=0)
-    return centre + (outline - centre) * (1 + margin)
-
-
 def _disc(diameter: float) -> np.ndarray:
     side = max(int(diameter) | 1, 3)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
@@ -91,10 +83,8 @@ class MeshDrawn(Method):
 
     def draw(self, faces: Sequence[FaceCrop], meshes: Sequence[np.ndarray | None]) -> list[np.ndarray | StandIn]:
         """The new faces, given each face's mesh (None: the face the surroundings drew stands in)."""
-        if self.surroundings.supports_skin_tone:
-            self.surroundings.skin_tone = self.skin_tone
-        bases = [base.pixels if isinstance(base, StandIn) else base for base in self.surroundings.anonymize(faces)]
         fitted = [index for index, mesh in enumerate(meshes) if mesh is not None]
+        bases = self.bases(faces, fitted)
         drawn = dict(
             zip(
                 fitted,
@@ -110,6 +100,13 @@ class MeshDrawn(Method):
             else:
                 outputs.append(drawn[index])
         return outputs
+
+    def bases(self, faces: Sequence[FaceCrop], fitted: Sequence[int]) -> list[np.ndarray]:
+        """What each face is drawn over (and, where it has no mesh, what stands in for it): the surroundings'
+        drawing."""
+        if self.surroundings.supports_skin_tone:
+            self.surroundings.skin_tone = self.skin_tone
+        return [base.pixels if isinstance(base, StandIn) else base for base in self.surroundings.anonymize(faces)]
 
     @abstractmethod
     def draw_meshed(

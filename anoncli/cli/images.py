@@ -105,6 +105,8 @@ def anonymize(
     method: o.MethodOption = None,
     preserve: o.PreserveOption = None,
     keep: o.KeepOption = None,
+    flip: o.FlipOption = None,
+    identity: o.IdentityOption = None,
     files_from: o.FilesFromOption = None,
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
@@ -182,6 +184,8 @@ def anonymize(
             coverage,
             detections,
             keep=keep,
+            flip=flip,
+            identity=identity,
         )
         if not quiet:
             o.announce(method, anonymizer, output, inputs, files_from is not None)

@@ -147,6 +147,8 @@ def build_anonymizer(
     coverage: str,
     faces_from: Path | None = None,
     keep: str | None = None,
+    flip: str | None = None,
+    identity: int | None = None,
 ) -> Anonymizer:
     """The API's Anonymizer from the options `anonymize` and `video` share; UsageError or InputError when
     they cannot be used."""
@@ -155,6 +157,8 @@ def build_anonymizer(
         method,
         preserve=kept,
         keep=parse_keep(keep),
+        flip=parse_flip(flip),
+        identity=identity,
         skin_tone=parse_skin_tone(skin_tone),
         detector=detector,
         coverage=coverage,
@@ -199,6 +203,10 @@ def parse_preserve(text: str | None) -> tuple[str, ...]:
 
 def parse_keep(text: str | None) -> tuple[str, ...]:
     return _parse_names(text, FACE_PARTS, "--keep", "face part")
+
+
+def parse_flip(text: str | None) -> tuple[str, ...]:
+    return _parse_names(text, ATTRIBUTE_NAMES, "--flip", "attribute")
 
 
 def parse_skin_tone(text: str) -> tuple[int, int, int] | None:
@@ -343,7 +351,9 @@ MethodOption = Annotated[
     typer.Option(
         "--method",
         "-m",
-        help=f"How faces are replaced: {', '.join(METHODS.names())}. [default: blur; deepprivacy with --preserve]",
+        help=f"How faces are replaced: {', '.join(METHODS.names())}. stargan SEES THE FACE: it edits the face's "
+        "gender and age (--flip), and the person may still be recognised. [default: blur; deepprivacy with "
+        "--preserve]",
         show_default=False,
     ),
 ]
@@ -373,6 +383,25 @@ KeepOption = Annotated[
         "--keep",
         help="Keep these parts of each face in the original's shape, comma-separated: eyes, eyebrows, nose, "
         "mouth, outline; the others take the shape of an average face. `--method shape` only.",
+        show_default=False,
+    ),
+]
+FlipOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--flip",
+        help="`--method stargan`: change these attributes of the face itself, comma-separated: gender, age "
+        "[default: both]. stargan SEES THE FACE and edits it: the person may still be recognised.",
+        show_default=False,
+    ),
+]
+IdentityOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--identity",
+        min=0,
+        help="`--method ciagan`: draw every face as this fake identity (0-99) [default: one per face, by its "
+        "seed; in video one per person].",
         show_default=False,
     ),
 ]

@@ -20,6 +20,7 @@ from anoncli.io.sources import UsageError
 if TYPE_CHECKING:
     from anoncli.training.deepprivacy import Trainer
     from anoncli.training.ksame import DonorSurvey
+    from anoncli.training.mesh_faces import MeshFaces
 
 train_app = typer.Typer(
     help="Train the project's models (the generative method, the attribute classifier) on face images.",
@@ -161,6 +162,13 @@ def _run_training(trainer: Trainer, quiet: bool) -> None:
                 f"{record['d_fake']:.2f}) G {record['g_adversarial']:.3f} FM {record['g_feature_matching']:.3f} "
                 f"L1 ctx {record['l1_context']:.3f} face {record['l1_face']:.3f} spread {record['face_spread']:.3f} "
                 + (f"projected (real {record['p_real']:.2f}, fake {record['p_fake']:.2f}) " if config.projected else "")
+                + (f"attribute {record['attribute']:.3f} " if config.attribute_loss else "")
+                + (f"cycle {record['cycle']:.3f} " if config.cycle else "")
+                + (
+                    f"identity pull {record['identity_pull']:.3f} push {record['identity_push']:.3f} "
+                    if config.identity_judge
+                    else ""
+                )
                 + f"{record['images_per_second']:.1f} img/s"
             )
 
@@ -174,6 +182,26 @@ def _run_training(trainer: Trainer, quiet: bool) -> None:
     o.say(f"weights written to {escape(str(out))} (manifest {escape(out.with_suffix('.json').name)})")
 
 
+StartFromOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--start-from",
+        help="A new run begins from these trained deepprivacy weights (and the .train.pt beside them), their input "
+        "layers regrouped for this method's inputs; 'none' starts from nothing.",
+    ),
+]
+WorkDirOption = Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")]
+SurveyOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--survey",
+        help="FaceMesh survey of --data, made on first use and shared with `train ksame` "
+        "[default: runs/ksame/donors-DATA.npz, DATA the folder's name].",
+    ),
+]
+DEEPPRIVACY_WEIGHTS = Path("weights/deepprivacy64.pt")
+
+
 @train_app.command("ganonymization")
 def train_ganonymization(
     data: DataOption,
@@ -181,25 +209,9 @@ def train_ganonymization(
     steps: StepsOption = 1000,
     batch_size: BatchSizeOption = 32,
     resume: ResumeOption = False,
-    start_from: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--start-from",
-            help="A new run begins from these trained deepprivacy weights (and the .train.pt beside them), their "
-            "input layers regrouped for the mesh points; 'none' starts from nothing.",
-        ),
-    ] = Path("weights/deepprivacy64.pt"),
-    work_dir: Annotated[Path, typer.Option("--work-dir", help="Checkpoints, logs and sample grids.")] = Path(
-        "runs/ganonymization"
-    ),
-    survey: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--survey",
-            help="FaceMesh survey of --data, made on first use and shared with `train ksame` "
-            "[default: runs/ksame/donors-DATA.npz, DATA the folder's name].",
-        ),
-    ] = None,
+    start_from: StartFromOption = DEEPPRIVACY_WEIGHTS,
+    work_dir: WorkDirOption = Path("runs/ganonymization"),
+    survey: SurveyOption = None,
     device: o.DeviceOption = "auto",
     quiet: o.QuietOption = False,
 ) -> None:
@@ -213,14 +225,120 @@ def train_ganonymization(
 
         anoncli train ganonymization --data ../shared/data/utkface --steps 2000 --resume
     """
+    _train_mesh_method(
+        "ganonymization", data, out, steps, batch_size, resume, start_from, work_dir, survey, device, quiet
+    )
+
+
+@train_app.command("ciagan")
+def train_ciagan(
+    data: DataOption,
+    out: GeneratorOutOption = Path("weights/ciagan64.pt"),
+    steps: StepsOption = 1000,
+    batch_size: BatchSizeOption = 32,
+    resume: ResumeOption = False,
+    start_from: StartFromOption = DEEPPRIVACY_WEIGHTS,
+    judge: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--judge",
+            help="The frozen identity judge (embedder and pseudo-identity centres), built on first use "
+            "[default: beside --out, NAME_identities.pt].",
+        ),
+    ] = None,
+    embedded_faces: Annotated[
+        int, typer.Option("--embedded-faces", min=2, help="Faces whose dlib embeddings define the identities.")
+    ] = 8000,
+    identities: Annotated[
+        Optional[int],
+        typer.Option(
+            "--identities",
+            min=2,
+            help="Pseudo-identities: clusters of the embedded faces [default: 100].",
+            show_default=False,
+        ),
+    ] = None,
+    work_dir: WorkDirOption = Path("runs/ciagan"),
+    survey: SurveyOption = None,
+    device: o.DeviceOption = "auto",
+    quiet: o.QuietOption = False,
+) -> None:
+    """Train `ciagan`: the erased face drawn as a chosen fake identity from its context and the nose, mouth and
+    jaw points (CIAGAN, Maximov et al. 2020).
+
+    UTKFace has no identity labels, so the identities are pseudo-identities: clusters of dlib embeddings of
+    --embedded-faces training faces (about 6 faces/s, cached in --work-dir). A small network learns to read
+    the dlib embedding from a framed face; frozen, with the clusters' centres, it is the judge of the identity
+    loss (written once, see --judge; commit it beside the weights so that a run resumes anywhere).
+
+    Example:
+
+        anoncli train ciagan --data ../shared/data/utkface --steps 2000 --resume
+    """
+    judge = judge or out.with_name(f"{out.stem}_identities.pt")
+    if identities is not None and identities > embedded_faces:
+        o.fail_usage(f"--identities {identities}: more identities than --embedded-faces {embedded_faces}")
+    _train_mesh_method(
+        "ciagan", data, out, steps, batch_size, resume, start_from, work_dir, survey, device, quiet,
+        judge=(judge, embedded_faces), identities=identities,
+    )  # fmt: skip
+
+
+@train_app.command("stargan")
+def train_stargan(
+    data: DataOption,
+    out: GeneratorOutOption = Path("weights/stargan64.pt"),
+    steps: StepsOption = 1000,
+    batch_size: BatchSizeOption = 32,
+    resume: ResumeOption = False,
+    start_from: StartFromOption = DEEPPRIVACY_WEIGHTS,
+    work_dir: WorkDirOption = Path("runs/stargan"),
+    survey: SurveyOption = None,
+    device: o.DeviceOption = "auto",
+    quiet: o.QuietOption = False,
+) -> None:
+    """Train `stargan`: a translator of the face itself to another gender and age group (StarGAN, Choi et al.
+    2018), on --data's gender and age labels (UTKFace's file names, or labels.csv).
+
+    It sees the whole face: it is an attribute editor, not an eraser. Its losses: the frozen attribute
+    classifier must read the asked-for attributes, a discriminator judges realness and attributes, and the
+    face translated back must come out as it was (cycle).
+
+    Example:
+
+        anoncli train stargan --data ../shared/data/utkface --steps 2000 --resume
+    """
+    _train_mesh_method("stargan", data, out, steps, batch_size, resume, start_from, work_dir, survey, device, quiet)
+
+
+def _train_mesh_method(
+    method: str,
+    data: Path,
+    out: Path,
+    steps: int,
+    batch_size: int,
+    resume: bool,
+    start_from: Path | None,
+    work_dir: Path,
+    survey: Path | None,
+    device: str,
+    quiet: bool,
+    judge: tuple[Path, int] | None = None,
+    identities: int | None = None,
+) -> None:
+    """Survey and frame --data's faces (cached), build the identity judge when the method has one and none is
+    written yet, and train."""
     from anoncli.training.deepprivacy import Trainer
-    from anoncli.training.mesh_faces import prepare_mesh_faces, sample_mesh_batch
+    from anoncli.training.mesh_faces import SAMPLERS, prepare_mesh_faces
     from anoncli.training.runs import mesh_method_config
 
     try:
         resolved = resolve_device(device)
         start = None if start_from is None or str(start_from) == "none" else start_from
-        config = mesh_method_config("ganonymization", out, work_dir, steps, batch_size, resolved, resume, start)
+        judge_file = None if judge is None else judge[0]
+        config = mesh_method_config(method, out, work_dir, steps, batch_size, resolved, resume, start, judge_file)
+        if identities is not None:
+            config.identities = identities
         survey_file = survey or Path("runs/ksame") / f"donors-{data.name}.npz"
         surveyed = _surveyed(data, survey_file, resolved, quiet)
         dataset = prepare_mesh_faces(
@@ -230,6 +348,8 @@ def train_ganonymization(
             config.resolution,
             _progress_printer(quiet, "framing faces"),
         )
+        if judge is not None and not judge[0].exists():
+            _build_judge(data, surveyed, dataset, judge[0], judge[1], config.identities, work_dir, quiet)
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     config.data_description = {
@@ -238,7 +358,42 @@ def train_ganonymization(
         "held_out": "the 5 % of photos chosen by name (training.dataset.is_held_out), never surveyed",
         "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given by the user",
     }
-    _run_training(Trainer(config, dataset, dataset.labels, sample_mesh_batch), quiet)
+    _run_training(Trainer(config, dataset, dataset.labels, SAMPLERS[method]), quiet)
+
+
+def _build_judge(
+    data: Path, survey: DonorSurvey, dataset: MeshFaces, judge: Path, faces: int, identities: int, work_dir: Path,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """Embed `faces` of the survey with dlib (cached in `work_dir`), cluster them into `identities` and train the
+    embedder that reads them; write the judge to `judge`."""
+    from anoncli.training.identities import SurveyEmbeddings, embed_survey, save_judge, train_judge
+
+    cache = work_dir / f"embeddings-{data.name}-{faces}.npz"
+    if cache.exists():
+        embedded = SurveyEmbeddings.load(cache)
+    else:
+        embedded = embed_survey(data, survey, faces, on_progress=_progress_printer(quiet, "dlib embeddings"))
+        embedded.save(cache)
+
+    def report(record: dict) -> None:
+        if not quiet:
+            o.say(
+                f"judge epoch {record['epoch']}: loss {record['loss']:.4f}, held-out cosine "
+                f"{record['held_out_cosine']:.3f}, same identity {record['held_out_same_identity']:.1%}"
+            )
+
+    trained = train_judge(dataset, embedded, identities, on_epoch=report)
+    manifest = {
+        "what": "identity judge for ciagan's training: a CNN reading a framed 64² face as its dlib embedding, and "
+        "the centres of the pseudo-identities (k-means of dlib embeddings)",
+        "identities": identities,
+        "data": {"folder": data.name, "embedded_faces": len(embedded.indices),
+                 "licence": "UTKFace: non-commercial research only" if "utk" in data.name.lower() else "as given"},
+        **trained.manifest,
+    }  # fmt: skip
+    save_judge(trained, judge, manifest)
+    o.say(f"identity judge written to {escape(str(judge))}")
 
 
 def _surveyed(data: Path, survey_file: Path, device: str, quiet: bool) -> DonorSurvey:

@@ -36,6 +36,8 @@ def video(
     method: o.MethodOption = None,
     preserve: o.PreserveOption = None,
     keep: o.KeepOption = None,
+    flip: o.FlipOption = None,
+    identity: o.IdentityOption = None,
     files_from: o.FilesFromOption = None,
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
@@ -124,8 +126,9 @@ def video(
         target = o.parse_bitrate(bitrate) if bitrate else None
         encoder = EncoderSettings(codec=codec, bitrate=target, crf=crf, keep_metadata=keep_metadata)
         anonymizer = o.build_anonymizer(
-            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage, keep=keep
-        )
+            method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage,
+            keep=keep, flip=flip, identity=identity,
+        )  # fmt: skip
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     if not quiet:

@@ -29,6 +29,14 @@ class Conditioning:
     name: str
     groups: tuple[ChannelGroup, ...]
     framing: dict
+    # Whether the discriminator judges an image together with its conditioning. Not when the conditioning is
+    # the real face itself (a translator's input): a pair whose image equals its conditioning would be real.
+    judged: bool = True
+
+    @property
+    def judged_groups(self) -> Conditioning:
+        """The part of the conditioning the discriminator sees."""
+        return self if self.judged else Conditioning(self.name, (), self.framing)
 
     @property
     def channels(self) -> int:
@@ -52,7 +60,25 @@ ERASED_CONTEXT = Conditioning(
 # ganonymization: FaceMesh's points drawn white on black in the mesh's own frame, nothing of the photo.
 MESH_POINTS_ONLY = Conditioning("mesh-points", (ChannelGroup("mesh", 1, like="keypoints"),), MESH_FRAMING)
 
-CONDITIONINGS = {conditioning.name: conditioning for conditioning in (ERASED_CONTEXT, MESH_POINTS_ONLY)}
+# ciagan: the photo with the face inside its outline erased, and the points of the nose, mouth and jaw line (not
+# the eyes), in the mesh's frame.
+ERASED_LANDMARKS = Conditioning(
+    "erased-landmarks",
+    (
+        ChannelGroup("pixels", 3),
+        ChannelGroup("known", 1),
+        ChannelGroup("erased", 1),
+        ChannelGroup("landmarks", 1, like="keypoints"),
+    ),
+    MESH_FRAMING,
+)
+# stargan: the face itself, in the mesh's frame; the attributes asked for are the translation's target.
+FACE_PIXELS = Conditioning("face-pixels", (ChannelGroup("pixels", 3),), MESH_FRAMING, judged=False)
+
+CONDITIONINGS = {
+    conditioning.name: conditioning
+    for conditioning in (ERASED_CONTEXT, MESH_POINTS_ONLY, ERASED_LANDMARKS, FACE_PIXELS)
+}
 
 
 def conditioning_named(name: str) -> Conditioning:

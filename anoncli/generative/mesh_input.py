@@ -11,13 +11,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from anoncli.composites.mesh import CHIN, FOREHEAD, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from anoncli.composites.mesh import CHIN, FACE_OVAL, FACE_PARTS, FOREHEAD, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 
 FACE_HEIGHT_SHARE = 0.9
 # Recorded in the manifest of weights trained with it; weights framed otherwise refuse to load.
 MESH_FRAMING = {"frame": "face mesh, eyes level", "face_height": FACE_HEIGHT_SHARE}
 # Photos are warped into the frame at this many times its side, then shrunk by area (a plain warp would alias).
 SUPERSAMPLING = 4
+# A generator in the frame draws the face within its outline pushed out by this share of the outline's distance
+# from its centre.
+OUTLINE_MARGIN = 0.1
+SUBPIXEL_BITS = 4  # polygons are filled at 1/16 pixel
+# The points `ciagan` is shown (CIAGAN's landmarks: nose, mouth and jaw line, not the eyes).
+NOSE_MOUTH_JAW = tuple(sorted({*FACE_PARTS["nose"], *FACE_PARTS["mouth"], *FACE_OVAL}))
 
 
 def mesh_frame(mesh: np.ndarray, side: int) -> np.ndarray:
@@ -82,3 +88,25 @@ def out_of_frame(framed: np.ndarray, frame: np.ndarray, height: int, width: int)
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
+
+
+def outline_with_margin(points: np.ndarray, margin: float) -> np.ndarray:
+    """The face outline of a mesh (x, y of its FACE_OVAL points) pushed out by `margin` of its distance from
+    the outline's centre."""
+    outline = points[list(FACE_OVAL), :2]
+    centre = outline.mean(axis=0)
+    return centre + (outline - centre) * (1 + margin)
+
+
+def inside_polygon(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Boolean (height, width) map of the inside of `polygon` (x, y points; pixel i spans [i, i + 1))."""
+    inside = np.zeros((height, width), np.uint8)
+    points = np.rint((polygon - 0.5) * (1 << SUBPIXEL_BITS)).astype(np.int32)
+    cv2.fillPoly(inside, [points], 1, cv2.LINE_8, SUBPIXEL_BITS)
+    return inside.astype(bool)
+
+
+def drawn_region(points: np.ndarray, side: int) -> np.ndarray:
+    """Boolean (side, side) map of where a generator in the frame draws: inside the outline of the face whose
+    framed points are `points`, with OUTLINE_MARGIN."""
+    return inside_polygon(outline_with_margin(points, OUTLINE_MARGIN), side, side)

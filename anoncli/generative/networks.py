@@ -2,9 +2,10 @@
 
 Generator input channels: the method's conditioning (`conditioning`; deepprivacy's: masked RGB, known-context
 map, erased-face map, 5 landmark heat maps), one channel of per-pixel noise inside the generated region, and the
-attribute vector (one-hot gender and age group, zeros when not asked for) as constant planes; a latent vector
-and the attributes again join at the bottleneck. The discriminator sees an image
-together with the same conditioning, so it judges whether the face fits, and projects the attribute vector
+attribute vector (one-hot gender and age group, zeros when not asked for) as constant planes; a latent vector,
+the attributes again and, for a generator of fake identities (`ciagan`), the identity's one-hot code join at
+the bottleneck. The discriminator sees an image together with the same conditioning (unless it is the face
+itself), so it judges whether the face fits, and projects the attribute vector
 onto its pooled features, so it judges whether the face has the asked-for attributes.
 
 `Refiner` grows a trained generator to twice its resolution (progressive 64→128): the base draws the face from
@@ -59,19 +60,21 @@ class Generator(nn.Module):
         resolution: int = 64,
         channels: tuple[int, ...] = (32, 64, 128, 192, 192),
         conditioning: Conditioning = ERASED_CONTEXT,
+        identities: int = 0,
     ) -> None:
         super().__init__()
         self.resolution = resolution
         self.channels = channels
         self.conditioning = conditioning
         self.attribute_size = ATTRIBUTE_SIZE
+        self.identities = identities
         self.stem = _conv(conditioning.channels + 1 + ATTRIBUTE_SIZE, channels[0])
         self.down = nn.ModuleList(
             nn.Sequential(_conv(c_in, c_out, stride=2), _conv(c_out, c_out)) for c_in, c_out in pairwise(channels)
         )
         bottom = resolution // 2 ** (len(channels) - 1)
         self.bottom_size = bottom
-        self.latent = nn.Linear(LATENT_SIZE + ATTRIBUTE_SIZE, channels[-1] * bottom * bottom)
+        self.latent = nn.Linear(LATENT_SIZE + ATTRIBUTE_SIZE + identities, channels[-1] * bottom * bottom)
         self.middle = _conv(channels[-1] * 2, channels[-1])
         self.up = nn.ModuleList(
             nn.Sequential(_conv(c_deep + c_skip, c_skip), _conv(c_skip, c_skip))
@@ -81,14 +84,24 @@ class Generator(nn.Module):
         he_init(self)
 
     def forward(
-        self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
+        self,
+        condition: torch.Tensor,
+        noise: torch.Tensor,
+        latent: torch.Tensor,
+        attributes: torch.Tensor,
+        identity: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """condition (N, conditioning channels, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6)
-        → image in [-1, 1]."""
-        return torch.tanh(self.to_rgb(self.features(condition, noise, latent, attributes)))
+        """condition (N, conditioning channels, R, R), noise (N, 1, R, R), latent (N, 64), attributes (N, 6),
+        identity (N, identities) one-hot (a generator with identities only) → image in [-1, 1]."""
+        return torch.tanh(self.to_rgb(self.features(condition, noise, latent, attributes, identity)))
 
     def features(
-        self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
+        self,
+        condition: torch.Tensor,
+        noise: torch.Tensor,
+        latent: torch.Tensor,
+        attributes: torch.Tensor,
+        identity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The last feature map (N, channels[0], R, R), before the RGB layer."""
         planes = attributes[:, :, None, None].expand(-1, -1, *condition.shape[2:])
@@ -98,9 +111,8 @@ class Generator(nn.Module):
             x = block(x)
             skips.append(x)
         skips.pop()
-        z = self.latent(torch.cat([latent, attributes], dim=1)).view(
-            -1, self.channels[-1], self.bottom_size, self.bottom_size
-        )
+        code = [latent, attributes] if identity is None else [latent, attributes, identity]
+        z = self.latent(torch.cat(code, dim=1)).view(-1, self.channels[-1], self.bottom_size, self.bottom_size)
         x = self.middle(torch.cat([x, z], dim=1))
         for block in self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -137,6 +149,7 @@ class Refiner(nn.Module):
         self.resolution = base.resolution * 2
         self.channels = base.channels
         self.attribute_size = base.attribute_size
+        self.identities = base.identities
         self.width = width
         self.detail_sigma = detail_sigma
         self.head = nn.Sequential(
@@ -148,13 +161,18 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.to_rgb.bias)
 
     def forward(
-        self, condition: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor, attributes: torch.Tensor
+        self,
+        condition: torch.Tensor,
+        noise: torch.Tensor,
+        latent: torch.Tensor,
+        attributes: torch.Tensor,
+        identity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Same inputs and output as `Generator.forward`, at twice the base's resolution."""
         small = shrink_condition(condition)
         # Half-resolution noise from the same draw, scaled back to unit variance.
         small_noise = F.avg_pool2d(noise, 2) * 2 * small[:, 4:5]
-        features = self.base.features(small, small_noise, latent, attributes)
+        features = self.base.features(small, small_noise, latent, attributes, identity)
         image = F.interpolate(torch.tanh(self.base.to_rgb(features)), scale_factor=2.0, mode="bilinear")
         features = F.interpolate(features, scale_factor=2.0, mode="nearest")
         detail = self.to_rgb(self.head(torch.cat([image, features, condition, noise], dim=1)))
@@ -175,7 +193,7 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.conditioning = conditioning
-        self.stem = nn.Sequential(nn.Conv2d(3 + conditioning.channels, channels[0], 3, 1, 1), _act())
+        self.stem = nn.Sequential(nn.Conv2d(3 + conditioning.judged_groups.channels, channels[0], 3, 1, 1), _act())
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), _act(), nn.Conv2d(c_out, c_out, 4, 2, 1), _act())
             for c_in, c_out in pairwise(channels[:4])
@@ -192,7 +210,7 @@ class Discriminator(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Realness logit (N,), the mean over patches plus the attribute projection, and the intermediate
         features (for feature matching)."""
-        x = self.stem(torch.cat([image, condition], dim=1))
+        x = self.stem(torch.cat([image, condition], dim=1) if self.conditioning.judged else image)
         features = []
         for block in self.blocks:
             x = block(x)

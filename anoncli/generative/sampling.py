@@ -19,15 +19,22 @@ def to_tensors(inputs: list[GeneratorInput], device: str) -> tuple[torch.Tensor,
     return condition.to(device), erased.to(device), known.to(device)
 
 
+def one_hot_identities(identities: list[int], count: int, device: str) -> torch.Tensor:
+    """(N, count) one-hot codes of fake identities."""
+    return torch.nn.functional.one_hot(torch.tensor(identities, dtype=torch.long), count).float().to(device)
+
+
 def generate(
     generator: Generator,
     condition: torch.Tensor,
     erased: torch.Tensor,
     seeds: list[int],
     attributes: torch.Tensor | None = None,
+    identity: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run the generator with per-face seeds (the same seed gives the same face) and attribute vectors
-    (N, ATTRIBUTE_SIZE; None: no attribute asked for)."""
+    """Run the generator with per-face seeds (the same seed gives the same face), attribute vectors
+    (N, ATTRIBUTE_SIZE; None: no attribute asked for) and, for a generator of fake identities, their one-hot
+    codes (N, identities)."""
     size = condition.shape[-1]
     noises, latents = [], []
     for seed in seeds:
@@ -39,4 +46,8 @@ def generate(
     latent = torch.stack(latents).to(condition.device, dtype)
     if attributes is None:
         attributes = torch.zeros(len(seeds), generator.attribute_size)
-    return generator(condition.to(dtype), noise, latent, attributes.to(condition.device, dtype))
+    if generator.identities and identity is None:
+        raise ValueError("this generator draws fake identities: say which, one per face")
+    if identity is not None:
+        identity = identity.to(condition.device, dtype)
+    return generator(condition.to(dtype), noise, latent, attributes.to(condition.device, dtype), identity)

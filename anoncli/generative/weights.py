@@ -71,7 +71,8 @@ def build_generator(architecture: dict) -> Generator | Refiner:
     if "base_resolution" in architecture:
         base = Generator(architecture["base_resolution"], tuple(architecture["channels"]), conditioning)
         return Refiner(base, architecture["head_width"], architecture.get("detail_sigma"))
-    return Generator(architecture["resolution"], tuple(architecture["channels"]), conditioning)
+    resolution, channels = architecture["resolution"], tuple(architecture["channels"])
+    return Generator(resolution, channels, conditioning, architecture.get("identities", 0))
 
 
 def describe_generator(generator: Generator | Refiner) -> dict:
@@ -82,6 +83,8 @@ def describe_generator(generator: Generator | Refiner) -> dict:
         "attributes": generator.attribute_size,
         "conditioning": generator.conditioning.name,
     }
+    if generator.identities:
+        architecture["identities"] = generator.identities
     if isinstance(generator, Refiner):
         architecture.update(name="unet-inpainter-refined", base_resolution=generator.base.resolution)
         architecture["head_width"] = generator.width

@@ -17,7 +17,10 @@ own): it draws exactly what it drew, and the extra channels give it room to lear
 
 Other generative methods are configurations of this loop: their `conditioning` (what the generator is shown),
 the `sampler` that cuts their training faces, and the losses they weight. With `start_from`, a run begins from
-another method's trained generator and discriminator, their input layers regrouped for its conditioning.
+another method's trained generator and discriminator, their input layers regrouped for its conditioning. A
+translator (`stargan`) is asked for attributes drawn at random and translated back by a cycle loss; a generator
+of fake identities (`ciagan`) is asked for one at random and judged by a frozen identity embedder
+(`training.identities`), which pulls the new face towards that identity and pushes it from the real face.
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ from anoncli.attributes.classifier import attribute_cross_entropy, attribute_los
 from anoncli.faces import Box, cut_square
 from anoncli.generative.conditioning import ERASED_CONTEXT, conditioning_named, regrouped
 from anoncli.generative.geometry import build_input, erase_ellipse
-from anoncli.generative.networks import Discriminator, Generator, Refiner
-from anoncli.generative.sampling import generate, to_tensors
+from anoncli.generative.networks import LATENT_SIZE, Discriminator, Generator, Refiner
+from anoncli.generative.sampling import generate, one_hot_identities, to_tensors
 from anoncli.generative.weights import load_checked, load_generator, load_grown, manifest_path, save_generator
 from anoncli.io.images import LUMA_WEIGHTS
 from anoncli.training.dataset import FaceDataset
+from anoncli.training.identities import load_judge
 from anoncli.training.projected import ProjectedDiscriminator, augment, projected_loss
 from anoncli.training.widening import widen_generator_state
 
@@ -101,6 +105,15 @@ class TrainConfig:
     method: str = "deepprivacy"  # the method the weights are for, as the manifest names it
     conditioning: str = ERASED_CONTEXT.name
     start_from: Path | None = None  # another method's trained weights (and .train.pt) to begin from
+    # Whose attributes the generator is asked for: "labels", the face's own (each dropped at random, see
+    # `attribute_dropout`); "random", any (a translator: `cycle` brings the face back to its own).
+    attribute_targets: str = "labels"
+    cycle: float = 0.0  # L1 of the face translated back to its own attributes against the face (StarGAN)
+    identities: int = 0  # fake identities the generator draws, one-hot at its bottleneck (CIAGAN)
+    identity_judge: Path | None = None  # the frozen embedder and identity centres (`training.identities`)
+    identity_loss: float = 0.0  # pull: the new face read as its asked identity among all (cross-entropy)
+    identity_push: float = 0.0  # push: away from the real face's own embedding, beyond `identity_margin`
+    identity_margin: float = 0.5
     checkpoint_every: int = 250
     sample_every: int = 250
     device: str = "cpu"
@@ -190,6 +203,14 @@ def sample_attributes(
     return torch.from_numpy(vectors).to(device)
 
 
+def random_attributes(count: int, rng: np.random.Generator, device: str) -> torch.Tensor:
+    """A gender and an age group drawn at random for each of `count` faces, as one-hot vectors."""
+    vectors = np.zeros((count, ATTRIBUTE_SIZE), np.float32)
+    vectors[np.arange(count), rng.integers(0, len(GENDERS), count)] = 1
+    vectors[np.arange(count), len(GENDERS) + rng.integers(0, len(AGE_GROUPS), count)] = 1
+    return torch.from_numpy(vectors).to(device)
+
+
 def in_grey(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) images as their BT.601 luma, repeated over the three channels.
 
@@ -221,14 +242,18 @@ def attribute_shortfall(
     attributes: torch.Tensor,
     margin: float,
     rng: np.random.Generator,
+    own: bool = True,
 ) -> torch.Tensor:
     """The attribute loss: how much less surely the frozen classifier reads the asked-for attributes in the
     new faces than in the real faces they replace, both seen in one `classifier_view`. A new face is asked for
     its attributes no more surely than its real face shows them, nor beyond `margin`: past that, only patterns
     that fool the classifier could give more. Asked for `margin` alone (80 %), which the classifier reaches on
     28 % of real faces' age groups in training's framing, the generator painted stripes that fool it: in
-    colour, and in grey once it was judged in grey."""
+    colour, and in grey once it was judged in grey. Attributes that are not the real face's own (`own` False:
+    a translator's targets) have no real face to go by: they are asked for to `margin`."""
     fake_view, real_view = classifier_view(torch.cat([fake, real]), rng).chunk(2)
+    if not own:
+        return attribute_loss(classifier(fake_view), attributes, margin)
     with torch.no_grad():
         real_margin = attribute_cross_entropy(classifier(real_view), attributes)
     return attribute_loss(classifier(fake_view), attributes, real_margin.clamp(min=margin))
@@ -262,16 +287,25 @@ def losses_in_use(config: TrainConfig) -> str:
     terms += ["paired D feature matching"] if config.feature_matching else []
     l1 = [name for name, weight in (("context", config.l1_context), ("face", config.l1_face)) if weight]
     terms += [f"L1 {' + '.join(l1)}"] if l1 else []
-    if config.attribute_loss:
+    if config.attribute_loss and config.attribute_targets == "labels":
         terms.append("attribute cross-entropy from the frozen classifier (in grey) beyond the real face's")
+    elif config.attribute_loss:
+        terms.append("attribute cross-entropy from the frozen classifier (in grey) for random target attributes")
     if config.diversity:
         terms.append("mode seeking (face spread of two noise draws, hinge)")
     if config.projected:
         terms.append("projected discriminator on RetinaFace's backbone features")
+    if config.cycle:
+        terms.append("cycle L1 (translated back to its own attributes)")
+    if config.identity_loss or config.identity_push:
+        terms.append("identity cross-entropy for the asked pseudo-identity and push from the source (frozen embedder)")
     return ", ".join(terms)
 
 
-CURVE_KEYS = ("l1_face", "g_feature_matching", "face_spread", "d_real", "d_fake")
+CURVE_KEYS = (
+    "l1_face", "g_feature_matching", "face_spread", "d_real", "d_fake", "attribute", "cycle", "identity_pull",
+    "identity_push",
+)  # fmt: skip
 
 
 def training_curve(log: Path, every: int) -> list[dict]:
@@ -288,7 +322,11 @@ def training_curve(log: Path, every: int) -> list[dict]:
     return [
         {
             "steps": records[-1]["step"],
-            **{key: round(float(np.mean([r[key] for r in records])), 4) for key in CURVE_KEYS},
+            **{
+                key: round(float(np.mean([r[key] for r in records])), 4)
+                for key in CURVE_KEYS
+                if all(key in r for r in records)
+            },
         }
         for _, records in sorted(stretches.items())
     ]
@@ -351,9 +389,16 @@ class Trainer:
         self.conditioning = conditioning_named(config.conditioning)
         self.labels = labels.astype(np.float32)
         self.classifier, self.classifier_manifest = load_classifier(config.attribute_classifier, config.device)
+        self.judge = None if config.identity_judge is None else load_judge(config.identity_judge, config.device)
+        if self.judge is not None and self.judge.identities != config.identities:
+            raise ValueError(
+                f"{config.identity_judge} holds {self.judge.identities} identities, not {config.identities}"
+            )
         torch.manual_seed(config.seed)
         if config.refine_from is None:
-            self.generator = Generator(config.resolution, config.channels, self.conditioning).to(config.device)
+            self.generator = Generator(config.resolution, config.channels, self.conditioning, config.identities).to(
+                config.device
+            )
             self.base_manifest = None
         else:
             base, self.base_manifest = load_generator(config.refine_from, "cpu")
@@ -449,12 +494,18 @@ class Trainer:
         saved = torch.load(weights.with_suffix(".train.pt"), map_location="cpu", weights_only=True)
         source = conditioning_named(manifest["architecture"].get("conditioning", ERASED_CONTEXT.name))
         after = 1 + ATTRIBUTE_SIZE  # the generator's noise and attribute planes follow its conditioning
+        identity_weights = self.generator.latent.weight[:, LATENT_SIZE + ATTRIBUTE_SIZE :].detach().clone()
         for target, state in ((self.generator, saved["generator"]), (self.ema, shipped)):
             state = {name: tensor.float() for name, tensor in state.items()}
             state["stem.0.weight"] = regrouped(state["stem.0.weight"], source, self.conditioning, 0, after)
-            target.load_state_dict(state)
+            load_grown(target, state)
+            # Identity inputs start as initialised, not at zero: from zero the identity loss moved them too
+            # slowly to matter (its cross-entropy stayed at chance for 150 steps).
+            with torch.no_grad():
+                target.latent.weight[:, LATENT_SIZE + ATTRIBUTE_SIZE :] = identity_weights
         state = {name: tensor.float() for name, tensor in saved["discriminator"].items()}
-        state["stem.0.weight"] = regrouped(state["stem.0.weight"], source, self.conditioning, 3, 0)
+        judged = self.conditioning.judged_groups
+        state["stem.0.weight"] = regrouped(state["stem.0.weight"], source.judged_groups, judged, 3, 0)
         self.discriminator.load_state_dict(state)
         self.starts_from = {"file": weights.name, "sha256": manifest["sha256"], "step": saved["state"]["step"]}
         return f"started from {weights} (step {saved['state']['step']}), inputs regrouped for {self.conditioning.name}"
@@ -540,6 +591,7 @@ class Trainer:
                         "refine_from",
                         "widen_from",
                         "start_from",
+                        "identity_judge",
                     )
                 },
                 **(
@@ -549,6 +601,13 @@ class Trainer:
                 ),
                 **({"widens": widens} if widens else {}),
                 **({"starts_from": starts_from} if starts_from else {}),
+                **(
+                    {}
+                    if self.judge is None
+                    else {
+                        "identity_judge": {"file": config.identity_judge.name, "sha256": self.judge.manifest["sha256"]}
+                    }
+                ),
             },
             "geometry": self.conditioning.framing,
             "curve": merged_curve(
@@ -578,15 +637,24 @@ class Trainer:
         config = self.config
         indices = self.rng.choice(self.train_indices, config.batch_size)
         condition, erased, known, real, inside_square = self.sampler(self.dataset, indices, config, self.rng)
+        # What the real faces show, and what the generator is asked for: the same unless it translates.
         attributes = sample_attributes(self.labels, indices, config.attribute_dropout, self.rng, config.device)
+        asked = attributes
+        if config.attribute_targets == "random":
+            asked = random_attributes(config.batch_size, self.rng, config.device)
+        identity = None
+        if config.identities:
+            identity = one_hot_identities(
+                self.rng.integers(0, config.identities, config.batch_size).tolist(), config.identities, config.device
+            )
         seeds = self.rng.integers(0, 2**31, config.batch_size).tolist()
         # Drawn once for both players: the discriminator's update leaves the generator as it was.
-        raw = generate(self.generator, condition, erased, seeds, attributes)
+        raw = generate(self.generator, condition, erased, seeds, asked, identity)
         fake = composite(raw, real, erased, inside_square)
 
         # Discriminator: real vs composite, R1 on reals every few steps.
         real_logits, _ = self.discriminator(real, condition, attributes)
-        fake_logits, _ = self.discriminator(fake.detach(), condition, attributes)
+        fake_logits, _ = self.discriminator(fake.detach(), condition, asked)
         d_loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         r1 = torch.zeros(())
         if self.state.step % config.r1_every == 0:
@@ -610,7 +678,7 @@ class Trainer:
 
         # Generator: fool D, match D's features of the paired real face, keep the context, stay near the face,
         # show the asked-for attributes.
-        logits, fake_features = self.discriminator(fake, condition, attributes)
+        logits, fake_features = self.discriminator(fake, condition, asked)
         with torch.no_grad():
             _, real_features = self.discriminator(real, condition, attributes)
         adversarial = F.softplus(-logits).mean()
@@ -620,7 +688,8 @@ class Trainer:
         face = (torch.abs(raw - real) * truth).sum() / truth.sum().clamp(min=1) / 3
         attribute = torch.zeros(())
         if config.attribute_loss:
-            attribute = attribute_shortfall(self.classifier, fake, real, attributes, config.attribute_margin, self.rng)
+            own = config.attribute_targets == "labels"
+            attribute = attribute_shortfall(self.classifier, fake, real, asked, config.attribute_margin, self.rng, own)
         g_loss = (
             adversarial
             + config.feature_matching * matching
@@ -628,6 +697,15 @@ class Trainer:
             + config.l1_face * face
             + config.attribute_loss * attribute
         )
+        cycle = pull = push = torch.zeros(())
+        if config.cycle:
+            # The translated face, as the translator's input, asked back for its own attributes.
+            back = generate(self.generator, fake, erased, seeds, attributes)
+            cycle = (torch.abs(back - real) * inside_square).sum() / inside_square.sum().clamp(min=1) / 3
+            g_loss = g_loss + config.cycle * cycle
+        if self.judge is not None:
+            pull, push = self.judge.loss(fake, real, identity, config.identity_margin)
+            g_loss = g_loss + config.identity_loss * pull + config.identity_push * push
         if self.projected is not None:
             projected_adversarial = projected_loss(self.projected(augment(fake, self.augmentation)), real=True)
             g_loss = g_loss + config.projected * projected_adversarial
@@ -656,6 +734,9 @@ class Trainer:
             "l1_face": round(face.item(), 4),
             "attribute": round(attribute.item(), 4),
             "face_spread": round(spread.mean().item(), 4),
+            "cycle": round(cycle.item(), 4),
+            "identity_pull": round(pull.item(), 4),
+            "identity_push": round(push.item(), 4),
             "d_real": round(torch.sigmoid(real_logits).mean().item(), 3),
             "d_fake": round(torch.sigmoid(fake_logits).mean().item(), 3),
         }
@@ -680,19 +761,23 @@ class Trainer:
         condition, erased, _, real, inside_square = self.sampler(self.dataset, self.preview_indices, config, rng)
         seeds = list(range(len(self.preview_indices)))
         # The conditioning as a picture: the masked photo, or the first channel in grey where no photo is shown.
-        if self.conditioning == ERASED_CONTEXT:
+        if self.conditioning.groups[0].name == "pixels":
             columns = [condition[:, :3]]
         else:
             columns = [condition[:, :1].expand(-1, 3, -1, -1) * 2 - 1]
+        identity = None
+        if config.identities:
+            # Each row its own fake identity, the same in every column.
+            identity = one_hot_identities([s % config.identities for s in seeds], config.identities, config.device)
         for seed_offset in (0, 1000):
-            generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds])
+            generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds], None, identity)
             columns.append(composite(generated, real, erased, inside_square))
         for gender in GENDERS:
             for age_group in (AGE_GROUPS[0], AGE_GROUPS[-1]):
                 vector = np.zeros(len(GENDERS) + len(AGE_GROUPS), np.float32)
                 vector[GENDERS.index(gender)] = vector[len(GENDERS) + AGE_GROUPS.index(age_group)] = 1
                 attributes = torch.from_numpy(np.tile(vector, (len(seeds), 1))).to(config.device)
-                generated = generate(self.ema, condition, erased, seeds, attributes)
+                generated = generate(self.ema, condition, erased, seeds, attributes, identity)
                 columns.append(composite(generated, real, erased, inside_square))
         columns.append(real)
         grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
