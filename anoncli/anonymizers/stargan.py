@@ -52,7 +52,7 @@ class StarGAN(MeshFramed):
     def bases(self, faces: Sequence[FaceCrop], fitted: Sequence[int]) -> list[np.ndarray]:
         """The face itself where it has a mesh (the translation is drawn over it); the surroundings' drawing
         where it has none."""
-        unfitted = [index for index in range(len(faces)) if index not in set(fitted)]
+        unfitted = sorted(set(range(len(faces))) - set(fitted))
         drawn = dict(zip(unfitted, self.surroundings.anonymize([faces[i] for i in unfitted]) if unfitted else []))
         bases = []
         for index, face in enumerate(faces):
