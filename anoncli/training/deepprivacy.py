@@ -251,9 +251,9 @@ def attribute_shortfall(
     28 % of real faces' age groups in training's framing, the generator painted stripes that fool it: in
     colour, and in grey once it was judged in grey. Attributes that are not the real face's own (`own` False:
     a translator's targets) have no real face to go by: they are asked for to `margin`."""
-    fake_view, real_view = classifier_view(torch.cat([fake, real]), rng).chunk(2)
     if not own:
-        return attribute_loss(classifier(fake_view), attributes, margin)
+        return attribute_loss(classifier(classifier_view(fake, rng)), attributes, margin)
+    fake_view, real_view = classifier_view(torch.cat([fake, real]), rng).chunk(2)
     with torch.no_grad():
         real_margin = attribute_cross_entropy(classifier(real_view), attributes)
     return attribute_loss(classifier(fake_view), attributes, real_margin.clamp(min=margin))

@@ -90,12 +90,11 @@ def prepare_mesh_faces(
     """Every surveyed face of `data` cut in its mesh's frame at `resolution`; reuses a finished cache of the
     same framing."""
     framing = cache / FRAMING_FILE
-    frames = [mesh_frame(mesh, resolution) for mesh in survey.meshes]
-    landmarks = np.stack([framed_points(mesh, frame) for mesh, frame in zip(survey.meshes, frames)]).astype(np.float32)
     if framing.exists() and json.loads(framing.read_text(encoding="utf-8")) == MESH_FRAMING:
         if not (cache / "landmarks.npy").exists():  # a cache cut for ganonymization alone lacks them
-            np.save(cache / "landmarks.npy", landmarks)
+            np.save(cache / "landmarks.npy", _framed_landmarks(survey, resolution))
         return MeshFaces.load(cache)
+    landmarks = _framed_landmarks(survey, resolution)
     count = len(survey.names)
     crops = np.zeros((count, resolution, resolution, 3), np.uint8)
     valid = np.zeros((count, resolution, resolution), np.uint8)
@@ -103,12 +102,17 @@ def prepare_mesh_faces(
     for index, name in enumerate(survey.names):
         on_progress(index, count)
         image = np.asarray(Image.open(data / name).convert("RGB"))
-        crops[index], valid[index] = into_frame(image, frames[index], resolution)
+        crops[index], valid[index] = into_frame(image, mesh_frame(survey.meshes[index], resolution), resolution)
         points[index] = points_image(landmarks[index], resolution)
     on_progress(count, count)
     labels = np.stack([label_vector(int(g), int(a)) for g, a in zip(survey.gender, survey.age_group)])
     MeshFaces(crops, valid, points, labels, landmarks, list(survey.names)).save(cache)
     return MeshFaces.load(cache)
+
+
+def _framed_landmarks(survey: DonorSurvey, resolution: int) -> np.ndarray:
+    """(N, 468, 2) float32: each surveyed mesh's x, y in its own frame."""
+    return np.stack([framed_points(mesh, mesh_frame(mesh, resolution)) for mesh in survey.meshes]).astype(np.float32)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
