@@ -69,7 +69,8 @@ class Anonymizer:
     """A detector and an anonymization method (and, with `preserve`, an attribute estimator), loaded once.
 
     `method` None picks blur, or deepprivacy when `preserve` asks for attributes; `keep` names the face parts
-    `shape` keeps in the original's shape. `coverage` (fast, balanced, strict) says how hard to look for faces;
+    `shape` keeps in the original's shape; `weights` replaces a trained method's shipped weights by those
+    `anoncli train` wrote. `coverage` (fast, balanced, strict) says how hard to look for faces;
     `detector` replaces its detectors by one. `faces_from` takes the faces from a `anoncli detect` JSON-lines
     file instead (files and videos only). Raises InputError for options it cannot use.
     """
@@ -83,6 +84,7 @@ class Anonymizer:
         keep: Sequence[str] = (),
         flip: Sequence[str] = (),
         identity: int | None = None,
+        weights: Path | None = None,
         detector: str | None = None,
         coverage: str = DEFAULT_COVERAGE,
         threshold: float | None = None,
@@ -94,7 +96,7 @@ class Anonymizer:
     ) -> None:
         self._arguments = {
             "method": method, "preserve": tuple(preserve), "skin_tone": skin_tone, "keep": tuple(keep),
-            "flip": tuple(flip), "identity": identity, "detector": detector,
+            "flip": tuple(flip), "identity": identity, "weights": weights, "detector": detector,
             "coverage": coverage, "threshold": threshold, "device": device, "attribute_model": attribute_model,
             "mask_scale": mask_scale, "seed": seed, "faces_from": faces_from,
         }  # fmt: skip
@@ -108,8 +110,9 @@ class Anonymizer:
         try:
             self.device = resolve_device(device)
             self.method = create_method(
-                self.method_name, self.device, self.preserve, skin_tone, tuple(keep), tuple(flip), identity
+                self.method_name, self.device, self.preserve, skin_tone, tuple(keep), tuple(flip), identity, weights
             )
+            self.weights = weights
         except ValueError as error:
             raise InputError(str(error)) from None
         self.describe = None
@@ -304,6 +307,7 @@ class Anonymizer:
             "flip": self.method.flips,
             "sees_face": self.method.sees_face,
             "identity": self.method.identity,
+            "weights": str(self.weights) if self.weights else "shipped",
         }
 
 

@@ -94,6 +94,8 @@ def test_faces_are_anonymized_and_identity_is_checked(tmp_path, cli):
     for arguments, message in (
         (("-m", "ciagan", "--identity", "100"), "draws identities 0 to 99"),
         (("-m", "blur", "--identity", "3"), "draws no chosen identity"),
+        (("-m", "blur", "--weights", DEFAULT_WEIGHTS), "blur is not trained"),
+        (("-m", "stargan", "--weights", DEFAULT_WEIGHTS), "they are not stargan's"),
     ):
         result = cli("anonymize", source, "-o", tmp_path / "refused", *arguments)
         assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
@@ -126,6 +128,16 @@ def test_training_builds_its_judge_starts_from_deepprivacy_and_resumes(tmp_path,
     assert result.exit_code == 0, result.output
     assert "identity judge written" not in result.output
     assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 3
+    # Every export is kept, and weights of one's own are used with --weights.
+    kept = sorted(path.name for path in (work / "snapshots").glob("*.pt"))
+    assert kept == ["c-step0000002.pt", "c-step0000003.pt"]
+    photo, report = sorted(data.glob("*.jpg"))[0], tmp_path / "r.json"
+    own = work / "snapshots" / kept[0]
+    result = cli("anonymize", photo, "-o", tmp_path / "own", "-m", "ciagan", "--weights", own, "--report", report)
+    assert result.exit_code == 0, result.output
+    written = read_report(report)
+    assert written["settings"]["weights"] == str(own) and written["files"][0]["faces"] == 1
+    assert not np.array_equal(load_rgb(photo), load_rgb(tmp_path / "own" / photo.name))
 
 
 def test_the_judge_pulls_towards_the_asked_identity_and_pushes_from_the_source(detector):

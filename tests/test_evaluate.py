@@ -13,7 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
+from anoncli.anonymizers import METHODS
 from anoncli.evaluation.faces import FaceRecord, strangers_reference
+from anoncli.evaluation.papers import PAPER_FIGURES, PUBLISHED, measured
+from anoncli.evaluation.runner import parse_method
 from anoncli.faces import box_iou
 from anoncli.io.video import decode_frames
 from anoncli.metrics.identity import FaceEmbedder
@@ -38,6 +41,7 @@ def figures(tmp_path_factory, cli_module) -> dict:
     )
     assert result.exit_code == 0, result.output
     assert "re-id R@1" in result.output
+    assert "the papers' figures, measured here" in result.output and "73 % (9×9)" in result.output
     payload = json.loads((out / "figures.json").read_text())
     figures = {row["method"]: row for row in payload["results"]}
     figures["report"] = out / "page"
@@ -162,16 +166,32 @@ def test_attributes_and_expression_are_kept_only_by_the_reference(figures):
     assert figures["mask"]["emotion_agreement"] < 1.0
 
 
-def test_video_evaluation_counts_exposed_frames_and_flicker(cli, tmp_path):
-    """The original against itself: every face exposed, no flicker. Blurred: nothing exposed, some flicker,
-    and frame rate, count and duration kept."""
-    clip = tmp_path / "walking.mp4"
-    with av.open(str(clip), "w") as container:  # the sample clip's first second: evaluate's per-frame work halved
+def first_second_of_walking(clip: Path) -> Path:
+    """The sample clip's first second: evaluate's per-frame work halved."""
+    with av.open(str(clip), "w") as container:
         stream = container.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
         for decoded in islice(decode_frames(SAMPLE_DATA / "videos" / "walking.mp4"), 30):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(decoded.upright_rgb(0), format="rgb24")))
         container.mux(stream.encode(None))
+    return clip
+
+
+def test_every_published_figure_is_of_a_method_and_a_figure_evaluate_measures():
+    keys = {figure.key for figure in PAPER_FIGURES}
+    for name, published in PUBLISHED.items():
+        base, kept = parse_method(name)
+        assert base in METHODS.names() and set(kept) <= {"age", "gender"}, name
+        assert set(published.figures) <= keys, name
+    summary = {"recall_at_1": 0.25, "attribute_agreement": {"judge": {"gender": 0.75, "age_group": 0.5}}}
+    assert measured(summary, "recall_at_1", "judge") == 0.25 and measured(summary, "gender", "judge") == 0.75
+    assert np.isnan(measured(summary, "age_group", None))
+
+
+def test_video_evaluation_counts_exposed_frames_and_flicker(cli, tmp_path):
+    """The original against itself: every face exposed, no flicker. Blurred: nothing exposed, some flicker,
+    and frame rate, count and duration kept."""
+    clip = first_second_of_walking(tmp_path / "walking.mp4")
     assert cli("video", clip, "-o", tmp_path / "blur", "--method", "blur", "--quiet").exit_code == 0
     figures = {}
     for name, anonymized in (("none", clip), ("blur", tmp_path / "blur" / clip.name)):
@@ -184,6 +204,19 @@ def test_video_evaluation_counts_exposed_frames_and_flicker(cli, tmp_path):
     assert blur["exposed_frames"] == 0
     assert blur["tof_faces"] > blur["tof"] > 0
     assert blur["fps_match"] and blur["frames_match"] and blur["duration_match"]
+
+
+def test_a_video_is_anonymized_and_measured_with_each_method_in_one_table(cli, tmp_path):
+    """`evaluate CLIP --method`: `anoncli video` per method, a row each; the reference exposes every face."""
+    clip = first_second_of_walking(tmp_path / "walking.mp4")
+    result = cli("evaluate", clip, "--method", "none,mask", "--json", tmp_path / "figures.json")
+    assert result.exit_code == 0, result.output
+    assert "tOF faces" in result.output and "published tOF" in result.output
+    rows = {row["method"]: row for row in json.loads((tmp_path / "figures.json").read_text())["results"]}
+    assert rows["none"]["exposed_faces"] == rows["none"]["faces"] >= 25 and rows["none"]["tof"] == 0
+    assert rows["mask"]["faces"] == rows["none"]["faces"] and rows["mask"]["exposed_faces"] == 0
+    assert rows["mask"]["tof_faces"] > rows["mask"]["tof"] > 0
+    assert cli("evaluate", clip, "--method", "none,sparkle").exit_code == 2
 
 
 def dim_cut(path: Path, start: int, frames: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from anoncli.anonymizers import FaceCrop, StandIn, create_method
 from anoncli.composites.mesh import FACE_PARTS, MESH_POINTS
 from anoncli.frames import face_crop
 from anoncli.regions import face_region
-from conftest import SAMPLE_DATA, SHARED_DATA, load_rgb, read_report, scrambled
+from conftest import SAMPLE_DATA, SHARED_DATA, load_rgb, read_report, scrambled, small_training_folder
 
 CELEBS = SHARED_DATA / "identities" / "celebs13"
 
@@ -87,3 +89,19 @@ def test_a_video_is_reshaped(tmp_path, cli):
     assert result.exit_code == 0, result.output
     file = read_report(tmp_path / "video.json")["files"][0]
     assert file["status"] == "ok" and file["faces"] > 0 and file["fallback_faces"] == 0
+
+
+def test_its_face_generator_is_trained_by_train_shape_and_used_with_weights(tmp_path, cli):
+    """`anoncli train shape` trains the generator of the third stage (ganonymization's); `--weights` draws with
+    it."""
+    data = small_training_folder(tmp_path / "faces")
+    out, report = tmp_path / "s.pt", tmp_path / "r.json"
+    arguments = ["train", "shape", "--data", data, "--out", out, "--work-dir", tmp_path / "run", "--batch-size", "4"]
+    result = cli(*arguments, "--steps", "1", "--survey", tmp_path / "survey.npz")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.with_suffix(".json").read_text())["method"] == "ganonymization"
+    photo = sorted(data.glob("*.jpg"))[0]
+    result = cli("anonymize", photo, "-o", tmp_path / "out", "-m", "shape", "--weights", out, "--report", report)
+    assert result.exit_code == 0, result.output
+    written = read_report(report)
+    assert written["settings"]["weights"] == str(out) and written["files"][0]["faces"] == 1

@@ -2,57 +2,64 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from anoncli.anonymizers.base import FaceCrop, Method, Replacement, StandIn, anonymize_fail_closed
 from anoncli.anonymizers.baselines import Blur, Mask, Pixelate
 from anoncli.registry import Registry
 
 METHODS: Registry[Method] = Registry("method")
+# A trained method takes `weights` (None: the shipped ones); the baselines have none to take.
+UNTRAINED_METHODS = ("blur", "pixelate", "mask")
 METHODS.register("blur")(lambda device="cpu": Blur())
 METHODS.register("pixelate")(lambda device="cpu": Pixelate())
 METHODS.register("mask")(lambda device="cpu": Mask())
 
 
 @METHODS.register("deepprivacy")
-def _deepprivacy(device: str = "cpu") -> Method:
+def _deepprivacy(device: str = "cpu", weights: Path | None = None) -> Method:
     # Imported here: torch costs a second to load, and the baselines do not need it.
     from anoncli.anonymizers.deepprivacy import DeepPrivacy
 
-    return DeepPrivacy(device=device)
+    if weights is None:
+        return DeepPrivacy(device=device)
+    # The shipped 128² refiner grows the shipped 64² weights, not these.
+    return DeepPrivacy(device=device, weights=weights, refined_weights=None)
 
 
 @METHODS.register("ksame")
-def _ksame(device: str = "cpu") -> Method:
+def _ksame(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.ksame import KSame
 
-    return KSame(device=device)
+    return KSame(device=device) if weights is None else KSame(device=device, bank=weights)
 
 
 @METHODS.register("ganonymization")
-def _ganonymization(device: str = "cpu") -> Method:
+def _ganonymization(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.ganonymization import GANonymization
 
-    return GANonymization(device=device)
+    return GANonymization(device=device) if weights is None else GANonymization(device=device, weights=weights)
 
 
 @METHODS.register("shape")
-def _shape(device: str = "cpu") -> Method:
+def _shape(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.shape import Shape
 
-    return Shape(device=device)
+    return Shape(device=device) if weights is None else Shape(device=device, weights=weights)
 
 
 @METHODS.register("ciagan")
-def _ciagan(device: str = "cpu") -> Method:
+def _ciagan(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.ciagan import CIAGAN
 
-    return CIAGAN(device=device)
+    return CIAGAN(device=device) if weights is None else CIAGAN(device=device, weights=weights)
 
 
 @METHODS.register("stargan")
-def _stargan(device: str = "cpu") -> Method:
+def _stargan(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.stargan import StarGAN
 
-    return StarGAN(device=device)
+    return StarGAN(device=device) if weights is None else StarGAN(device=device, weights=weights)
 
 
 DEFAULT_METHOD = "blur"
@@ -66,10 +73,17 @@ def create_method(
     keep: tuple[str, ...] = (),
     flip: tuple[str, ...] = (),
     identity: int | None = None,
+    weights: Path | None = None,
 ) -> Method:
-    """The method `name`; ValueError when it cannot keep the attributes in `preserve`, draw `skin_tone`, keep
-    the face parts in `keep`, change the attributes in `flip` or draw the fake `identity`."""
-    method = METHODS.create(name, device=device)
+    """The method `name`, with its shipped weights or `weights` (what `anoncli train` wrote); ValueError when it
+    takes no weights or cannot keep the attributes in `preserve`, draw `skin_tone`, keep the face parts in
+    `keep`, change the attributes in `flip` or draw the fake `identity`."""
+    if weights is None:
+        method = METHODS.create(name, device=device)
+    elif name in UNTRAINED_METHODS:
+        raise ValueError(f"method {name} is not trained: it takes no --weights")
+    else:
+        method = METHODS.create(name, device=device, weights=weights)
     unsupported = [attribute for attribute in preserve if attribute not in method.supported_attributes]
     if unsupported:
         kept = ", ".join(method.supported_attributes) or "no attributes"

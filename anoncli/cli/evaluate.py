@@ -78,7 +78,8 @@ def evaluate(
 ) -> None:
     """Measure how private and how useful an anonymization is.
 
-    For a video (ORIGINAL.mp4 ANONYMIZED.mp4): exposed faces and frames, temporal flicker (tOF), bitrate ratio, and
+    For a video (ORIGINAL.mp4 ANONYMIZED.mp4, or ORIGINAL.mp4 --method ..., which runs `anoncli video` with
+    each method and prints one row per method): exposed faces and frames, temporal flicker (tOF), bitrate ratio, and
     whether frame rate, count and duration match. A face is exposed when its region changed at most twice as much as
     re-encoding changed the background, or when RetinaFace finds a face there again that dlib re-identifies within a
     threshold calibrated on the frame: the least of dlib's 0.6, the distance to the nearest other person and to a
@@ -108,19 +109,20 @@ def evaluate(
         anoncli evaluate photos/ --method none,ganonymization,shape,shape+eyes+mouth
         anoncli evaluate photos/ photos_anonymized/ --json figures.json
         anoncli evaluate in.mp4 in_anonymized.mp4
+        anoncli evaluate in.mp4 --method none,mask,deepprivacy,ciagan
         anoncli evaluate crowds/ --method none,mask,blur --boxes crowds.jsonl
     """
-    from anoncli.evaluation.faces import Evaluator, load_identities, summarize_draws
+    from anoncli.evaluation.faces import load_identities, summarize_draws
+    from anoncli.evaluation.papers import papers_table
     from anoncli.evaluation.runner import (
         REFERENCE,
+        build_evaluator,
         evaluate_methods,
         faces_json,
         parse_method,
         split_kept,
         summary_table,
     )
-    from anoncli.metrics.emotion import EmotionClassifier
-    from anoncli.metrics.inception import InceptionFeatures
 
     if (anonymized is None) == (methods is None):
         o.fail_usage("give either ANONYMIZED or --method (e.g. --method none,blur,deepprivacy)")
@@ -128,7 +130,7 @@ def evaluate(
         _evaluate_coverage(originals, anonymized, methods, boxes, device, json_path, quiet)
     if originals.suffix.lower() in VIDEO_EXTENSIONS:
         if anonymized is None:
-            o.fail_usage("for a video, anonymize it with `anoncli video` and give both files")
+            _evaluate_video_methods(originals, methods, device, json_path, quiet)
         _evaluate_video(originals, anonymized, device, json_path)
     try:
         resolved = resolve_device(device)
@@ -149,15 +151,7 @@ def evaluate(
                 attributes, parts = split_kept(kept)
                 create_method(base, resolved, attributes, keep=parts)
         estimators = [create_estimator(n.strip(), device=resolved) for n in attribute_models.split(",") if n.strip()]
-        # The second detector only asks "is there still a face here?": one pass at native size is enough.
-        evaluator = Evaluator(
-            create_detector("retinaface", device=resolved),
-            create_detector("centerface", device=resolved, max_upscale=1.0),
-            labels,
-            estimators,
-            EmotionClassifier(),
-            InceptionFeatures(fid_weights, resolved) if fid_weights else None,
-        )
+        evaluator = build_evaluator(resolved, labels, estimators, fid_weights)
         if anonymized is not None:
             from anoncli.evaluation.faces import pair_files
 
@@ -172,6 +166,9 @@ def evaluate(
     table = summary_table(f"anoncli evaluate: {escape(str(originals))}", summaries, judges, fid_weights is not None)
     with o.stdout_for_data():
         _print_whole(table)
+        if methods is not None:
+            judge = judges[0] if judges else None
+            _print_whole(papers_table("the papers' figures, measured here", summaries, judge))
     for summary in summaries:
         if summary["missing"]:
             o.say(f"[yellow]{escape(summary['method'])}: {len(summary['missing'])} anonymized files missing[/]")
@@ -274,6 +271,29 @@ def _evaluate_video(original: Path, anonymized: Path, device: str, json_path: Pa
         _print_whole(table)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
+    raise typer.Exit(0)
+
+
+def _evaluate_video_methods(original: Path, methods: str, device: str, json_path: Path | None, quiet: bool) -> None:
+    from anoncli.evaluation.runner import REFERENCE, evaluate_video_methods, video_methods_table
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [name for name in names if name != REFERENCE and name.split("+")[0] not in METHODS.names()]
+    if unknown:
+        o.fail_usage(f"unknown method {', '.join(unknown)}; choose from none, {', '.join(METHODS.names())}")
+    announce = (lambda name: None) if quiet else (lambda name: o.say(f"anonymizing and measuring {escape(name)}…"))
+    try:
+        results = evaluate_video_methods(original, names, resolve_device(device), announce)
+    except ValueError as error:
+        o.fail_usage(str(error))
+    except (VideoReadError, RuntimeError) as error:
+        o.say(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    with o.stdout_for_data():
+        _print_whole(video_methods_table(f"anoncli evaluate: {escape(original.name)}", results))
+    if json_path is not None:
+        payload = {"original": str(original), "results": results}
+        json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
     raise typer.Exit(0)
 
 

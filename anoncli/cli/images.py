@@ -107,6 +107,7 @@ def anonymize(
     keep: o.KeepOption = None,
     flip: o.FlipOption = None,
     identity: o.IdentityOption = None,
+    weights: o.WeightsOption = None,
     files_from: o.FilesFromOption = None,
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
@@ -186,6 +187,7 @@ def anonymize(
             keep=keep,
             flip=flip,
             identity=identity,
+            weights=weights,
         )
         if not quiet:
             o.announce(method, anonymizer, output, inputs, files_from is not None)

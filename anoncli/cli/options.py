@@ -149,6 +149,7 @@ def build_anonymizer(
     keep: str | None = None,
     flip: str | None = None,
     identity: int | None = None,
+    weights: Path | None = None,
 ) -> Anonymizer:
     """The API's Anonymizer from the options `anonymize` and `video` share; UsageError or InputError when
     they cannot be used."""
@@ -159,6 +160,7 @@ def build_anonymizer(
         keep=parse_keep(keep),
         flip=parse_flip(flip),
         identity=identity,
+        weights=weights,
         skin_tone=parse_skin_tone(skin_tone),
         detector=detector,
         coverage=coverage,
@@ -402,6 +404,15 @@ IdentityOption = Annotated[
         min=0,
         help="`--method ciagan`: draw every face as this fake identity (0-99) [default: one per face, by its "
         "seed; in video one per person].",
+        show_default=False,
+    ),
+]
+WeightsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--weights",
+        help="A trained method's weights as `anoncli train METHOD --out FILE` wrote them (the manifest beside "
+        "them is checked) [default: the shipped ones].",
         show_default=False,
     ),
 ]

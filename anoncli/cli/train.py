@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -228,6 +229,26 @@ def train_ganonymization(
     _train_mesh_method(
         "ganonymization", data, out, steps, batch_size, resume, start_from, work_dir, survey, device, quiet
     )
+
+
+def train_shape(**options: Any) -> None:
+    """Train the face generator `shape` draws with: a face from the points of the new face shape, the
+    thesis's third stage (001 §3), which is ganonymization's generator.
+
+    By default this continues the one run shape and ganonymization share (same --out and --work-dir as `train
+    ganonymization`); with another --out, use the weights with `anoncli anonymize -m shape --weights FILE`.
+    The shape step before it takes the mean shapes of the composite bank (`anoncli train ksame`); the head's
+    background is filled by OpenCV inpainting, which is not trained.
+
+    Example:
+
+        anoncli train shape --data ../shared/data/utkface --steps 2000 --resume
+    """
+    train_ganonymization(**options)
+
+
+# The same options as `train ganonymization` (Typer reads them through __wrapped__), with shape's own help.
+train_app.command("shape")(functools.update_wrapper(train_shape, train_ganonymization, assigned=("__annotations__",)))
 
 
 @train_app.command("ciagan")

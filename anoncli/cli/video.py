@@ -38,6 +38,7 @@ def video(
     keep: o.KeepOption = None,
     flip: o.FlipOption = None,
     identity: o.IdentityOption = None,
+    weights: o.WeightsOption = None,
     files_from: o.FilesFromOption = None,
     null: o.NullOption = False,
     jsonl: o.JsonlOption = False,
@@ -127,7 +128,7 @@ def video(
         encoder = EncoderSettings(codec=codec, bitrate=target, crf=crf, keep_metadata=keep_metadata)
         anonymizer = o.build_anonymizer(
             method, preserve, skin_tone, detector, threshold, device, attribute_model, mask_scale, coverage,
-            keep=keep, flip=flip, identity=identity,
+            keep=keep, flip=flip, identity=identity, weights=weights,
         )  # fmt: skip
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))

@@ -4,7 +4,7 @@ measure every draw, and lay the figures out as a table."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.table import Table
@@ -51,6 +51,29 @@ def parse_method(name: str) -> tuple[str, tuple[str, ...]]:
     """`deepprivacy+age+gender` → ("deepprivacy", ("age", "gender")); `shape+eyes` → ("shape", ("eyes",))."""
     base, *kept = name.split("+")
     return base, tuple(kept)
+
+
+def build_evaluator(
+    device: str,
+    identities: dict[str, str] | None = None,
+    estimators: list[AttributeEstimator] = (),
+    fid_weights: Path | None = None,
+) -> Evaluator:
+    """The evaluator `anoncli evaluate` measures with: RetinaFace finds the faces, CenterFace asks whether a face
+    is still there, `estimators` judge gender and age, fer's model the expression."""
+    from anoncli.detectors import create_detector
+    from anoncli.metrics.emotion import EmotionClassifier
+    from anoncli.metrics.inception import InceptionFeatures
+
+    # The second detector only asks "is there still a face here?": one pass at native size is enough.
+    return Evaluator(
+        create_detector("retinaface", device=device),
+        create_detector("centerface", device=device, max_upscale=1.0),
+        identities,
+        list(estimators),
+        EmotionClassifier(),
+        InceptionFeatures(fid_weights, device) if fid_weights else None,
+    )
 
 
 def evaluate_methods(
@@ -105,6 +128,38 @@ def anonymize_into(anonymizer: Anonymizer, originals: Path, out: Path) -> Path:
     return out
 
 
+def anonymize_video_into(anonymizer: Anonymizer, original: Path, out: Path) -> Path:
+    """`anoncli video` with its defaults on `original` into the folder `out`; the video written. RuntimeError
+    when none is."""
+    from anoncli.io.video import VIDEO_EXTENSIONS
+    from anoncli.pipeline.video import VideoSettings
+
+    (task,) = plan_outputs([original], out, VIDEO_EXTENSIONS)
+    report = anonymizer.anonymize_videos([task], Report("video", {}), VideoSettings())
+    if not task.output.exists():
+        reasons = "; ".join(result.error for result in report.files if result.error)
+        raise RuntimeError(f"{anonymizer.method_name} wrote no video: {reasons or 'no reason given'}")
+    return task.output
+
+
+def outputs_of_methods(
+    originals: Path,
+    names: list[str],
+    device: str,
+    anonymize: Callable[[Anonymizer, Path, Path], Path],
+    on_method: Callable[[str], None],
+) -> Iterator[tuple[str, Path]]:
+    """Per method, its name and what `anonymize` made of `originals` (`none`: the originals themselves), in a
+    scratch folder that lasts while the outputs are taken."""
+    with tempfile.TemporaryDirectory(prefix="anoncli-evaluate-") as scratch:
+        for name in names:
+            on_method(name)
+            if name == REFERENCE:
+                yield name, originals
+            else:
+                yield name, anonymize(method_anonymizer(name, device=device), originals, Path(scratch) / name)
+
+
 def coverage_of_methods(
     originals: Path,
     names: list[str],
@@ -114,16 +169,53 @@ def coverage_of_methods(
 ) -> list[dict]:
     """Per method, exposed and fully covered shares of the marked faces (`none`: the originals as they are)."""
     summaries = []
-    with tempfile.TemporaryDirectory(prefix="anoncli-coverage-") as scratch:
-        for name in names:
-            on_method(name)
-            if name == REFERENCE:
-                out = originals
-            else:
-                out = anonymize_into(method_anonymizer(name, device=device), originals, Path(scratch) / name)
-            results, problems = measure_coverage(marked, originals, out)
-            summaries.append({"method": name, **coverage_summary(results), "problems": problems})
+    for name, out in outputs_of_methods(originals, names, device, anonymize_into, on_method):
+        results, problems = measure_coverage(marked, originals, out)
+        summaries.append({"method": name, **coverage_summary(results), "problems": problems})
     return summaries
+
+
+def evaluate_video_methods(
+    original: Path,
+    names: list[str],
+    device: str,
+    on_method: Callable[[str], None] = lambda name: None,
+) -> list[dict]:
+    """Per method, `anoncli video` on `original` with its defaults, then the video figures of the pair
+    (`evaluation.video`); `none` pairs the original with itself. Raises InputError for a method it cannot run,
+    VideoReadError for a video it cannot read and RuntimeError when a method writes none."""
+    from anoncli.detectors import create_detector
+    from anoncli.evaluation.video import evaluate_video
+    from anoncli.metrics.identity import FaceEmbedder
+
+    detector, embedder = create_detector("retinaface", device=device), FaceEmbedder()
+    return [
+        {"method": name, **evaluate_video(original, out, detector, embedder)}
+        for name, out in outputs_of_methods(original, names, device, anonymize_video_into, on_method)
+    ]
+
+
+def video_methods_table(title: str, results: list[dict]) -> Table:
+    """The video figures of each method in a row, with the tOF its paper published."""
+    from anoncli.evaluation.papers import PUBLISHED_TOF
+
+    caption = "tOF: how far the anonymized frames' optical flow differs from the original's (lower: steadier)"
+    table = Table(title=title, caption=caption)
+    headings = ("method", "faces", "exposed faces", "exposed frames", "tOF", "tOF faces", "bitrate ×", "published tOF")
+    for heading in headings:
+        table.add_column(heading, justify="left" if heading == "method" else "right", no_wrap=True)
+    for figures in results:
+        table.add_row(
+            figures["method"],
+            str(figures["faces"]),
+            f"{figures['exposed_faces']} ({figures['exposed_unchanged']} unchanged)",
+            f"{figures['exposed_frames']} of {figures['frames_with_faces']}",
+            f"{figures['tof']:.3f}",
+            f"{figures['tof_faces']:.3f}",
+            f"{figures['bitrate_ratio']:.2f}",
+            PUBLISHED_TOF.get(figures["method"], ""),
+        )
+    return table
 
 
 def coverage_table(title: str, summaries: list[dict]) -> Table:

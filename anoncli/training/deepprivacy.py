@@ -332,6 +332,11 @@ def training_curve(log: Path, every: int) -> list[dict]:
     ]
 
 
+def snapshot_path(work_dir: Path, weights: Path, step: int) -> Path:
+    """Where a run keeps the weights it exported at `step`."""
+    return work_dir / "snapshots" / f"{weights.stem}-step{step:07d}{weights.suffix}"
+
+
 def merged_curve(earlier: list[dict], latest: list[dict]) -> list[dict]:
     """A manifest's curve with the latest log's stretches in it: a run resumed into a fresh work folder keeps the
     stretches it no longer has the log of."""
@@ -619,6 +624,8 @@ class Trainer:
             **({"inference": earlier["inference"]} if "inference" in earlier else {}),
         }
         save_generator(self.ema, config.weights, manifest)
+        # Every export kept, so that a paper's figure can be measured along the run (bench/paper_curve.py).
+        save_generator(self.ema, snapshot_path(config.work_dir, config.weights, self.state.step), manifest)
         seed_state = {
             "generator": _in_half(self.generator.state_dict()),
             "discriminator": _in_half(self.discriminator.state_dict()),
