@@ -19,9 +19,14 @@ def to_tensors(inputs: list[GeneratorInput], device: str) -> tuple[torch.Tensor,
     return condition.to(device), erased.to(device), known.to(device)
 
 
+IDENTITY_CODE_LENGTH = LATENT_SIZE**0.5  # the expected length of the latent noise vector
+
+
 def one_hot_identities(identities: list[int], count: int, device: str) -> torch.Tensor:
-    """(N, count) one-hot codes of fake identities."""
-    return torch.nn.functional.one_hot(torch.tensor(identities, dtype=torch.long), count).float().to(device)
+    """(N, count) one-hot codes of fake identities, as long as the latent noise vector they join: a code of
+    length 1 beside LATENT_SIZE noise numbers moves the face too little for an identity to be learnt."""
+    one_hot = torch.nn.functional.one_hot(torch.tensor(identities, dtype=torch.long), count).float()
+    return (one_hot * IDENTITY_CODE_LENGTH).to(device)
 
 
 def generate(

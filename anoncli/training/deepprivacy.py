@@ -563,8 +563,8 @@ class Trainer:
     def export(self) -> None:
         """Write the shipped weights (EMA, fp16), their manifest, the resumable seed state and a sample grid.
 
-        Quality figures measured earlier, the record of what each training lever bought and the inference
-        settings chosen by measurement are kept in the manifest; each figure says at which step it was measured.
+        Quality figures measured earlier, the record of what each training lever bought, the inference settings
+        chosen by measurement and notes are kept in the manifest; each figure says at which step it was measured.
         """
         config = self.config
         previous = manifest_path(config.weights)
@@ -621,7 +621,7 @@ class Trainer:
             "data": config.data_description,
             "metrics": earlier.get("metrics", {}),
             "levers": earlier.get("levers", []),
-            **({"inference": earlier["inference"]} if "inference" in earlier else {}),
+            **{key: earlier[key] for key in ("inference", "notes") if key in earlier},
         }
         save_generator(self.ema, config.weights, manifest)
         # Every export kept, so that a paper's figure can be measured along the run (bench/paper_curve.py).
@@ -761,8 +761,8 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self, path: Path) -> None:
-        """Rows of held-out faces: conditioning | no attribute asked (two seeds) | male, female, each 0-19 and
-        40+ (one seed) | real."""
+        """Rows of held-out faces: conditioning | no attribute asked (two seeds), male, female, each 0-19 and
+        40+ (one seed) | real; for a generator of fake identities, six identities in place of the attributes."""
         config = self.config
         rng = np.random.default_rng(0)
         condition, erased, _, real, inside_square = self.sampler(self.dataset, self.preview_indices, config, rng)
@@ -772,25 +772,42 @@ class Trainer:
             columns = [condition[:, :3]]
         else:
             columns = [condition[:, :1].expand(-1, 3, -1, -1) * 2 - 1]
-        identity = None
         if config.identities:
-            # Each row its own fake identity, the same in every column.
-            identity = one_hot_identities([s % config.identities for s in seeds], config.identities, config.device)
+            # A generator of fake identities: each column one identity, the same in every row.
+            for column in range(6):
+                chosen = [column * config.identities // 6] * len(seeds)
+                identity = one_hot_identities(chosen, config.identities, config.device)
+                generated = generate(self.ema, condition, erased, seeds, None, identity)
+                columns.append(composite(generated, real, erased, inside_square))
+        else:
+            self._attribute_columns(condition, erased, real, inside_square, seeds, columns)
+        columns.append(real)
+        grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
+        image = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST).save(path)
+
+    def _attribute_columns(
+        self,
+        condition: torch.Tensor,
+        erased: torch.Tensor,
+        real: torch.Tensor,
+        inside_square: torch.Tensor,
+        seeds: list[int],
+        columns: list[torch.Tensor],
+    ) -> None:
+        """No attribute asked (two seeds), then male and female, each 0-19 and 40+ (one seed)."""
+        config = self.config
         for seed_offset in (0, 1000):
-            generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds], None, identity)
+            generated = generate(self.ema, condition, erased, [s + seed_offset for s in seeds])
             columns.append(composite(generated, real, erased, inside_square))
         for gender in GENDERS:
             for age_group in (AGE_GROUPS[0], AGE_GROUPS[-1]):
                 vector = np.zeros(len(GENDERS) + len(AGE_GROUPS), np.float32)
                 vector[GENDERS.index(gender)] = vector[len(GENDERS) + AGE_GROUPS.index(age_group)] = 1
                 attributes = torch.from_numpy(np.tile(vector, (len(seeds), 1))).to(config.device)
-                generated = generate(self.ema, condition, erased, seeds, attributes, identity)
+                generated = generate(self.ema, condition, erased, seeds, attributes)
                 columns.append(composite(generated, real, erased, inside_square))
-        columns.append(real)
-        grid = torch.cat([torch.cat([column[i] for column in columns], dim=2) for i in range(len(seeds))], dim=1)
-        image = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.NEAREST).save(path)
 
     def train(self, on_step: Callable[[dict], None] = lambda record: None) -> None:
         config = self.config
