@@ -38,28 +38,28 @@ def _ksame(device: str = "cpu", weights: Path | None = None) -> Method:
 def _ganonymization(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.ganonymization import GANonymization
 
-    return GANonymization(device=device) if weights is None else GANonymization(device=device, weights=weights)
+    return GANonymization(device=device, weights=weights)
 
 
 @METHODS.register("shape")
 def _shape(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.shape import Shape
 
-    return Shape(device=device) if weights is None else Shape(device=device, weights=weights)
+    return Shape(device=device, weights=weights)
 
 
 @METHODS.register("ciagan")
 def _ciagan(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.ciagan import CIAGAN
 
-    return CIAGAN(device=device) if weights is None else CIAGAN(device=device, weights=weights)
+    return CIAGAN(device=device, weights=weights)
 
 
 @METHODS.register("stargan")
 def _stargan(device: str = "cpu", weights: Path | None = None) -> Method:
     from anoncli.anonymizers.stargan import StarGAN
 
-    return StarGAN(device=device) if weights is None else StarGAN(device=device, weights=weights)
+    return StarGAN(device=device, weights=weights)
 
 
 DEFAULT_METHOD = "blur"

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from anoncli.anonymizers.base import FaceCrop, Method
-from anoncli.anonymizers.ganonymization import DEFAULT_WEIGHTS, GANonymization
+from anoncli.anonymizers.ganonymization import GANonymization
 from anoncli.anonymizers.ksame import expressed
 from anoncli.attributes.base import UNKNOWN
 from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
@@ -63,7 +63,7 @@ class Shape(GANonymization):
     supported_parts = tuple(FACE_PARTS)
     supports_skin_tone = False
 
-    def __init__(self, device: str = "cpu", weights: Path = DEFAULT_WEIGHTS, bank: Path = DEFAULT_BANK) -> None:
+    def __init__(self, device: str = "cpu", weights: Path | None = None, bank: Path = DEFAULT_BANK) -> None:
         super().__init__(device, weights, surroundings=Inpainting())
         self.bank = CompositeBank.load(bank)
         self._followers: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
