@@ -217,3 +217,29 @@ def test_a_person_walking_through_a_clip_keeps_one_composite(method, detector):
     same = np.linalg.norm(drawn[1, 7] - drawn[0, 7])
     other = np.linalg.norm(drawn[1, 8] - drawn[0, 7])
     assert same < other and same < SAME_PERSON_DISTANCE
+
+
+def test_in_a_video_the_walkers_mesh_stops_jittering_but_keeps_up(method, detector):
+    """Inside `following_tracks` a track's mesh shape is smoothed: over ten frames of a real walker the mesh
+    points shake less in the face's own frame, and stay within 2 % of the face size of the fits."""
+    frames = [frame.upright_rgb(0) for frame in decode_frames(REAL_CLIP) if frame.index < 10][:10]
+    meshed = [face for face in detector.detect(frames[0]) if method.mesher.fit(frames[0], face.box) is not None]
+    walker = max(meshed, key=lambda f: f.size)
+    crops = []
+    for frame in frames:
+        found = detector.detect(frame)
+        walker = found[int(box_iou(np.array([walker.box]), np.array([f.box for f in found])).argmax())]
+        crops.append(crop_of(frame, walker, 7, method.context))
+    raw = [method.meshes([crop])[0] for crop in crops]
+    with method.following_tracks(25.0):
+        smoothed = [method.meshes([crop])[0] for crop in crops]
+    assert all(mesh is not None for mesh in raw + smoothed)
+    assert np.array_equal(method.meshes(crops[:1])[0], raw[0])  # outside a video: the fit as it is
+
+    def shake(meshes: list[np.ndarray]) -> float:
+        own_frame = np.stack([similarity(mesh, raw[0]).apply(mesh)[:, :2] for mesh in meshes])
+        return float(np.linalg.norm(own_frame[2:] - 2 * own_frame[1:-1] + own_frame[:-2], axis=2).mean())
+
+    assert shake(smoothed) < shake(raw) / 2
+    drift = max(np.linalg.norm(s[:, :2] - r[:, :2], axis=1).mean() for s, r in zip(smoothed, raw))
+    assert drift < 0.02 * walker.size

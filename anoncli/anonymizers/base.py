@@ -8,7 +8,8 @@ mask) and generative methods implement the same `anonymize`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,12 @@ class Method(ABC):
     identity: int | None = None
     # Whether the method's drawing reads the face's own pixels (an attribute editor, not an eraser).
     sees_face: bool = False
+
+    @contextmanager
+    def following_tracks(self, frame_rate: float) -> Iterator[None]:
+        """Within it, a seed names one track of a video, whose faces come in frame order, `frame_rate` a second:
+        a method may follow a face over time (the image pipeline never enters it)."""
+        yield
 
     @abstractmethod
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:

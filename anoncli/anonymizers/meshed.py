@@ -11,7 +11,9 @@ output.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -20,13 +22,19 @@ import numpy as np
 from anoncli.anonymizers.base import FaceCrop, Method, StandIn
 from anoncli.anonymizers.deepprivacy import DeepPrivacy
 from anoncli.composites.blend import colour_matched, multiband
-from anoncli.composites.mesh import LEFT_EYE_LOWER, MEDIAPIPE_INSTALL, RIGHT_EYE_LOWER, FaceMesher
+from anoncli.composites.mesh import LEFT_EYE_LOWER, MEDIAPIPE_INSTALL, RIGHT_EYE_LOWER, FaceMesher, similarity
 from anoncli.generative.geometry import CONTEXT
+from anoncli.smoothing import OneEuroFilter
 
 # The new face's colour is matched to the drawn skin in a band this share of the face size wide along its
 # edge (below the eyes: above them lies hair), and faded into it over a feather of this share.
 BAND_SHARE = 0.08
 FEATHER_SHARE = 0.03
+# In video a track's mesh shape is smoothed (One-Euro): at rest below MESH_MIN_CUTOFF Hz, the cutoff rising by
+# MESH_BETA Hz per face size a second of change; chosen with bench/mesh_jitter.py on a clip not evaluated on.
+MESH_MIN_CUTOFF = 1.0
+MESH_BETA = 1.0
+TRACKS_FOLLOWED = 256  # the tracks seen last; an older one starts afresh should it come back
 NO_MESH = "FaceMesh fitted no mesh to this face (turned away, hidden or tiny)"
 OUT_OF_PHOTO = "too little of the face lies in the photo"
 
@@ -56,6 +64,24 @@ def blend_in(
     return Blended(blended, texture, weight.astype(np.float32), inner)
 
 
+class TrackMesh:
+    """One track's face mesh over time. Each fit is split into its pose (the similarity onto it from the track's
+    first mesh) and its shape in that first mesh's frame; the shape is One-Euro filtered and posed again as
+    fitted, so the new face keeps up with the head (and a shaking camera) while its points stop jittering."""
+
+    def __init__(self, step: float, min_cutoff: float, beta: float) -> None:
+        self.shape = OneEuroFilter(step, min_cutoff, beta)
+        self.reference: np.ndarray | None = None
+        self.reference_size = 1.0
+
+    def __call__(self, mesh: np.ndarray, face_size: float) -> np.ndarray:
+        if self.reference is None:
+            self.reference, self.reference_size = mesh, face_size
+        pose = similarity(self.reference, mesh)
+        smoothed = self.shape(pose.undo(mesh), scale=self.reference_size)
+        return pose.apply(smoothed).astype(mesh.dtype)
+
+
 def _disc(diameter: float) -> np.ndarray:
     side = max(int(diameter) | 1, 3)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
@@ -73,10 +99,33 @@ class MeshDrawn(Method):
         except ImportError:
             raise ValueError(f"method {self.name} needs MediaPipe's FaceMesh: {MEDIAPIPE_INSTALL}") from None
         self.surroundings = surroundings or DeepPrivacy(device=device)
+        self._frame_step: float | None = None  # seconds between frames, in a video
+        self._track_meshes: OrderedDict[int, TrackMesh] = OrderedDict()
+
+    @contextmanager
+    def following_tracks(self, frame_rate: float) -> Iterator[None]:
+        self._frame_step = 1.0 / frame_rate
+        try:
+            yield
+        finally:
+            self._frame_step = None
+            self._track_meshes.clear()
 
     def meshes(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | None]:
-        """FaceMesh of each face on its crop, None where it finds none."""
-        return [self.mesher.fit(face.pixels, face.box) for face in faces]
+        """FaceMesh of each face on its crop, None where it finds none; in a video, smoothed along its track so
+        that the new face does not jitter."""
+        meshes = [self.mesher.fit(face.pixels, face.box) for face in faces]
+        if self._frame_step is None:
+            return meshes
+        return [None if mesh is None else self._smoothed(face, mesh) for face, mesh in zip(faces, meshes)]
+
+    def _smoothed(self, face: FaceCrop, mesh: np.ndarray) -> np.ndarray:
+        if face.seed not in self._track_meshes:
+            self._track_meshes[face.seed] = TrackMesh(self._frame_step, MESH_MIN_CUTOFF, MESH_BETA)
+            if len(self._track_meshes) > TRACKS_FOLLOWED:
+                self._track_meshes.popitem(last=False)
+        self._track_meshes.move_to_end(face.seed)
+        return self._track_meshes[face.seed](mesh, face.face_size)
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:
         return self.draw(faces, self.meshes(faces))

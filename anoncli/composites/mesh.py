@@ -132,6 +132,10 @@ class Similarity:
     def apply(self, points: np.ndarray) -> np.ndarray:
         return (self.scale * points @ self.rotation.T + self.shift).astype(np.float32)
 
+    def undo(self, points: np.ndarray) -> np.ndarray:
+        """The points `apply` takes onto `points`."""
+        return ((points - self.shift) @ self.rotation / self.scale).astype(np.float32)
+
     @property
     def yaw_pitch_degrees(self) -> tuple[float, float]:
         """Turn about the vertical and the horizontal axis of the face, from its rotation."""

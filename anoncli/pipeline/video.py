@@ -241,12 +241,13 @@ def anonymize_video(
             frames = _observed(replay_tracks(task.source, info, tracks), observe)
         else:
             frames = track_video(task.source, info, finder, settings, observe)
-        for batch in batched(frames, settings.batch_size):
-            writes = _anonymize_batch(batch, task.relative, method, settings, info, writer, stats, votes)
-            if in_flight is not None:
-                in_flight.result()  # at most one batch waits for the encoder; its errors surface here
-            in_flight = encoder.submit(_write_all, writes)
-            on_frame(stats.frames, info.frames)
+        with method.following_tracks(float(info.fps)):
+            for batch in batched(frames, settings.batch_size):
+                writes = _anonymize_batch(batch, task.relative, method, settings, info, writer, stats, votes)
+                if in_flight is not None:
+                    in_flight.result()  # at most one batch waits for the encoder; its errors surface here
+                in_flight = encoder.submit(_write_all, writes)
+                on_frame(stats.frames, info.frames)
         if in_flight is not None:
             in_flight.result()
         truncation = stats.decoded_span.shortfall(info)
