@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import cv2
 import numpy as np
 import pytest
 
-from anoncli.evaluation.realism import roc_auc, texture_features, two_sample_auc
+from anoncli.evaluation.realism import feature_groups, roc_auc, texture_features, two_sample_auc
 from conftest import held_out_utkface, load_rgb
 
 
@@ -55,3 +57,11 @@ def test_real_faces_against_real_faces_of_other_people_are_a_coin_toss(held_out_
 def test_masked_and_blurred_faces_are_told_from_real_ones(held_out_faces):
     assert judged(held_out_faces, masked) > 0.95
     assert judged(held_out_faces, blurred) > 0.9
+
+
+def test_the_feature_groups_tile_the_features_and_the_embedding(held_out_faces):
+    image, box = held_out_faces[0]
+    length = len(texture_features(image, box))
+    groups = list(feature_groups(128).values())
+    assert groups[0].start == 0 and all(a.stop == b.start for a, b in pairwise(groups))
+    assert groups[-2].stop == length and groups[-1].stop == length + 128

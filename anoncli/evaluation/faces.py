@@ -93,10 +93,11 @@ class FaceRecord:
 
     @property
     def cosine_distance(self) -> float:
-        """1 - cosine similarity of the two embeddings: GANonymization's anonymization figure."""
+        """1 - cosine similarity of the two embeddings: GANonymization's anonymization figure (0 for the same
+        embedding, not float rounding's -0.000)."""
         original, anonymized = self.original_embedding, self.anonymized_embedding
         norms = float(np.linalg.norm(original) * np.linalg.norm(anonymized))
-        return 1.0 - float(original @ anonymized) / max(norms, 1e-12)
+        return max(0.0, 1.0 - float(original @ anonymized) / max(norms, 1e-12))
 
     @property
     def exposed(self) -> bool:

@@ -50,6 +50,21 @@ def texture_features(image: np.ndarray, box: Box) -> np.ndarray:
     return np.concatenate([shape, *patterns, energies, colour]).astype(np.float32)
 
 
+def feature_groups(embedding_length: int) -> dict[str, slice]:
+    """Where each kind of feature lies in `texture_features`' vector followed by an embedding (as `realism_auc`
+    joins them): to ask which of them tells anonymized faces from real ones."""
+    cells = CROP_SIDE // 16
+    lengths = {
+        "HOG": (cells - 1) ** 2 * 4 * 9,
+        "LBP": len(LBP_RADII) * (LBP_POINTS + 2),
+        "Laplacian bands": PYRAMID_LEVELS,
+        "Lab colour": 6,
+        "dlib embedding": embedding_length,
+    }
+    ends = np.cumsum(list(lengths.values()))
+    return {name: slice(int(end - length), int(end)) for (name, length), end in zip(lengths.items(), ends)}
+
+
 def _fit_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Scores of `test` by an L2-regularised logistic regression fitted on `train` (full-batch gradient
     descent on standardised features; small sets, so plain and deterministic)."""
