@@ -39,12 +39,13 @@ def track_meshes(video: Path, frames: int | None) -> list[Run]:
     mesher = FaceMesher()
     runs: dict[int, list[Run]] = defaultdict(list)
     last_seen: dict[int, int] = {}
-    for tracked in islice(track_video(video, info, finder, VideoSettings()), frames):
+    settings = VideoSettings()
+    for tracked in islice(track_video(video, info, finder, settings), frames):
         height, width = tracked.payload.rgb.shape[:2]
         for track_id, entry in tracked.faces.items():
             if not entry.face.confirmed:
                 continue
-            region = face_region(entry.face, width, height, 1.3, CONTEXT)
+            region = face_region(entry.face, width, height, settings.mask_scale, CONTEXT)
             crop = face_crop(tracked.payload.rgb, region, entry.face, 0)
             mesh = mesher.fit(crop.pixels, crop.box)
             if mesh is None:
