@@ -17,14 +17,9 @@ import torch
 
 from anoncli.anonymizers.base import FaceCrop, Method
 from anoncli.anonymizers.meshed import MeshDrawn, blend_in
+from anoncli.composites.mesh import outline_with_margin
 from anoncli.generative.conditioning import Conditioning
-from anoncli.generative.mesh_input import (
-    OUTLINE_MARGIN,
-    inside_polygon,
-    mesh_frame,
-    out_of_frame,
-    outline_with_margin,
-)
+from anoncli.generative.mesh_input import OUTLINE_MARGIN, inside_polygon, mesh_frame, out_of_frame
 from anoncli.generative.sampling import generate
 from anoncli.generative.weights import WeightsError, load_generator
 

@@ -1,14 +1,15 @@
 """`ksame`: a k-anonymous composite face, posed like the target by a dense face mesh (k-Same, Newton et al.
 2005; pose and expression by MediaPipe FaceMesh).
 
-Every pixel of the new face comes from real faces averaged over at least k donors (the composite bank, built by
-`anoncli train ksame`). The method fits FaceMesh on the detector's crop, picks a composite by seed (and gender
-and age group with `--preserve`), takes the composite's own mean shape (so the target's identity-bearing
-geometry does not reach the output), turns it to the target's head pose, opens its mouth (a little) and eyes
-as far as the target's, warps the composite's texture onto it, matches its colour to the skin `deepprivacy`
-drew in the erased face region and blends it in band by band. deepprivacy's drawing is also the face's
-surroundings, hair and ears, and what a face FaceMesh cannot fit (profile, occlusion, tiny) keeps: the method
-never sees the face's pixels beyond its mesh.
+Every pixel of the new face comes from real faces: composites of at least k donors each, pushed out from their
+group's mean face as far as single faces stray from it (the composite bank, built by `anoncli train ksame`).
+The method fits FaceMesh on the detector's crop, picks a composite by seed (and gender and age group with
+`--preserve`), takes the composite's own shape (so the target's identity-bearing geometry does not reach the
+output), turns it to the target's head pose, opens its mouth (a little) and eyes as far as the target's, warps
+the composite's texture onto it and the ring just past its outline (its donors' jaw line and hairline), matches
+its colour to what `deepprivacy` drew in the erased face region and blends it in band by band. deepprivacy's
+drawing is also the face's surroundings, hair and ears, and what a face FaceMesh cannot fit (profile,
+occlusion, tiny) keeps: the method never sees the face's pixels beyond its mesh.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import numpy as np
 
 from anoncli.anonymizers.base import CORE_MASK_LEVEL, FaceCrop
 from anoncli.anonymizers.meshed import MeshDrawn, blend_in
-from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
+from anoncli.composites.bank import DEFAULT_BANK, MARGIN, CompositeBank
 from anoncli.composites.mesh import (
     CHIN,
-    FACE_OVAL,
     FOREHEAD,
     INNER_LIP_LOWER,
     LEFT_EYE_LOWER,
@@ -33,32 +33,17 @@ from anoncli.composites.mesh import (
     OUTER_LIP_LOWER,
     RIGHT_EYE_LOWER,
     RIGHT_EYE_UPPER,
+    RING_TRIANGLES,
     openings,
     similarity,
+    with_margin_ring,
 )
 from anoncli.composites.warp import warp
-from anoncli.generative.mesh_input import outline_with_margin
 from anoncli.io.images import LUMA_WEIGHTS
 
 # How far each point of a lip or eyelid line follows an opening: fully at its middle, not at its corners.
 LIP_PROFILE = np.sin(np.linspace(0, np.pi, len(INNER_LIP_LOWER)))
 LID_PROFILE = np.sin(np.linspace(0, np.pi, len(RIGHT_EYE_UPPER) + 2)[1:-1])
-# Between the face outline and the edge of the erased region deepprivacy's drawing is the weakest part: the
-# composite reaches MARGIN past its outline (share of the outline's distance from its centre), on a ring of points
-# and triangles added to the mesh, its texture carried outwards.
-MARGIN = 0.2
-MARGIN_INPAINT_RADIUS = 5
-_OUTLINE = len(FACE_OVAL)
-MARGIN_TRIANGLES = np.array(
-    [
-        triangle
-        for i in range(_OUTLINE)
-        for triangle in (
-            (FACE_OVAL[i], FACE_OVAL[(i + 1) % _OUTLINE], MESH_POINTS + i),
-            (FACE_OVAL[(i + 1) % _OUTLINE], MESH_POINTS + (i + 1) % _OUTLINE, MESH_POINTS + i),
-        )
-    ]
-)
 # The target's mouth opening is carried over up to this share of the face's height: the composites are of
 # closed mouths, and wider, their lips would only stretch.
 MOUTH_CAP = 0.03
@@ -68,13 +53,6 @@ GRAIN_SHARE = 1.0
 GRAIN_SIGMA = 0.6
 MAD_TO_SIGMA = 1.4826
 GRAIN_REACH = 4  # pixels: the finest band's Gaussian (sigma 1) is cut at 4 sigma
-
-
-def with_margin(shape: np.ndarray) -> np.ndarray:
-    """The mesh with a ring of points MARGIN beyond its face outline (same depth as the outline) appended."""
-    ring = shape[list(FACE_OVAL)].copy()
-    ring[:, :2] = outline_with_margin(shape, MARGIN)
-    return np.concatenate([shape, ring])
 
 
 def expressed(shape: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -101,19 +79,7 @@ class KSame(MeshDrawn):
     def __init__(self, device: str = "cpu", bank: Path = DEFAULT_BANK) -> None:
         super().__init__(device)
         self.bank = CompositeBank.load(bank)
-        self._triangles = np.concatenate([self.bank.triangles, MARGIN_TRIANGLES])
-        self._textures: dict[int, np.ndarray] = {}
-
-    def _texture(self, index: int) -> np.ndarray:
-        """The composite's texture, carried past its face outline (nearest face pixels, smoothed) to cover the
-        margin ring."""
-        if index not in self._textures:
-            texture = self.bank.textures[index]
-            outline = np.rint(self.bank.shapes[index][list(FACE_OVAL), :2] * 16).astype(np.int32)
-            outside = np.full(texture.shape[:2], 255, np.uint8)
-            cv2.fillPoly(outside, [outline], 0, cv2.LINE_8, shift=4)
-            self._textures[index] = cv2.inpaint(texture, outside, MARGIN_INPAINT_RADIUS, cv2.INPAINT_TELEA)
-        return self._textures[index]
+        self._triangles = np.concatenate([self.bank.triangles, RING_TRIANGLES])
 
     def draw_meshed(
         self, faces: Sequence[FaceCrop], meshes: Sequence[np.ndarray], bases: Sequence[np.ndarray]
@@ -123,12 +89,12 @@ class KSame(MeshDrawn):
     def _composite(self, face: FaceCrop, mesh: np.ndarray, base: np.ndarray) -> np.ndarray | None:
         """`base` with the composite drawn over the face; None when too little of it lies in the crop."""
         index = self.bank.choose(face.seed, face.attributes, self.skin_tone)
-        shape = with_margin(self.bank.shapes[index])
+        shape = with_margin_ring(self.bank.shapes[index], MARGIN)
         frame = similarity(shape[:MESH_POINTS], mesh)
-        posed = frame.apply(with_margin(expressed(self.bank.shapes[index], mesh)))
+        posed = frame.apply(with_margin_ring(expressed(self.bank.shapes[index], mesh), MARGIN))
         height, width = base.shape[:2]
         texture, covered = warp(
-            self._texture(index), shape[:, :2], posed[:, :2], self._triangles, (height, width), posed[:, 2]
+            self.bank.textures[index], shape[:, :2], posed[:, :2], self._triangles, (height, width), posed[:, 2]
         )
         blended = blend_in(texture, covered, base, posed, face.face_size)
         if blended is None:

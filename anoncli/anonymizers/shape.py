@@ -3,9 +3,10 @@ segmentation-mask thesis, 001 §3, with what can be had offline).
 
 1. The parts of the face come from its FaceMesh (eyes, eyebrows, nose, mouth, outline: `FACE_PARTS`) instead of
    a face-parsing network, and the erased head region is filled from its surroundings by OpenCV inpainting.
-2. The shape step: every part not named in `--keep` takes the shape of a k-anonymous mean face (a composite's
-   mean mesh from ksame's bank, chosen by seed) posed like the target, its mouth and eyes opened as the target's;
-   the parts kept stay the target's, and the points near them follow them smoothly.
+2. The shape step: every part not named in `--keep` takes the shape of a k-anonymous face (a composite's mesh
+   from ksame's bank: k faces averaged and pushed out from their group's mean, chosen by seed) posed like the
+   target, its mouth and eyes opened as the target's; the parts kept stay the target's, and the points near them
+   follow them smoothly.
 3. The new face is drawn on the new mesh by ganonymization's generator (a face from mesh points alone), so no
    pixel of the original face reaches the output, only the geometry of the parts kept.
 """

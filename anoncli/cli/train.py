@@ -237,7 +237,7 @@ def train_shape(**options: Any) -> None:
 
     By default this continues the one run shape and ganonymization share (same --out and --work-dir as `train
     ganonymization`); with another --out, use the weights with `anoncli anonymize -m shape --weights FILE`.
-    The shape step before it takes the mean shapes of the composite bank (`anoncli train ksame`); the head's
+    The shape step before it takes the shapes of the composite bank (`anoncli train ksame`); the head's
     background is filled by OpenCV inpainting, which is not trained.
 
     Example:
@@ -501,6 +501,15 @@ def train_ksame(
     ),
     k: Annotated[int, typer.Option("--k", min=2, help="Distinct donors averaged into each composite, at least.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Deals the donors into composites.")] = 0,
+    spread: Annotated[
+        float | None,
+        typer.Option(
+            "--spread",
+            min=1.0,
+            help="How far each composite is pushed out from its group's mean face: an average of k faces strays "
+            "from it about √k times less than one face does [default: √k; 1: plain averages].",
+        ),
+    ] = None,
     licence: Annotated[
         str, typer.Option("--licence", help="The licence of --data, written into the manifest.")
     ] = "UTKFace: non-commercial research only",
@@ -526,7 +535,12 @@ def train_ksame(
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     bank, description = build_bank(
-        data, survey, k=k, seed=seed, on_progress=_progress_printer(quiet, "averaging composites", "composites")
+        data,
+        survey,
+        k=k,
+        seed=seed,
+        spread=spread,
+        on_progress=_progress_printer(quiet, "averaging composites", "composites"),
     )
     if not len(bank):
         o.fail_usage(f"no group of {data} has {k} usable donors; lower --k or add photos")

@@ -1,5 +1,6 @@
 """The composite bank: k-anonymous face textures, each the average of at least k distinct donors warped onto
-their mean face mesh, with that mean shape and the group the donors shared (gender, age group, skin tone).
+their mean face mesh and pushed out from their group's mean face (`training.ksame.build_bank`), with that shape
+and the group the donors shared (gender, age group, skin tone).
 
 It holds composites only, never one donor's face. Stored as one torch file of tensors (JPEG-coded textures,
 fp16 shapes) with a JSON manifest that checks it (sha256) and says how it was built.
@@ -21,12 +22,16 @@ from anoncli.generative.weights import WEIGHTS_DIR, WeightsError, read_manifest,
 
 DEFAULT_BANK = WEIGHTS_DIR / "ksame_bank.pt"
 JPEG_QUALITY = 92
+# A composite's texture reaches MARGIN past its face outline (share of the outline's distance from its centre,
+# on the ring of `with_margin_ring`): the donors' own jaw line, cheek edges and hairline, so the new face is
+# drawn to its contour and past it rather than cut at its outline.
+MARGIN = 0.2
 
 
 @dataclass
 class CompositeBank:
-    textures: list[np.ndarray]  # (T, T, 3) uint8 RGB each, in the texture frame
-    shapes: np.ndarray  # (n, 468, 3) float32: each composite's mean mesh in the texture frame's pixels
+    textures: list[np.ndarray]  # (T, T, 3) uint8 RGB each, in the texture frame, over the shape and its ring
+    shapes: np.ndarray  # (n, 468, 3) float32: each composite's mesh in the texture frame's pixels
     triangles: np.ndarray  # (m, 3) int: the triangulation of the mesh points shared by every composite
     gender: np.ndarray  # (n,) index into GENDERS
     age_group: np.ndarray  # (n,) index into AGE_GROUPS
@@ -70,6 +75,7 @@ class CompositeBank:
             "skin": torch.from_numpy(self.skin.astype(np.uint8)),
             "donors": torch.from_numpy(self.donors.astype(np.int16)),
             "donor_files": self.donor_files,
+            "margin": MARGIN,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".pt.tmp")
@@ -86,6 +92,11 @@ class CompositeBank:
         if sha256_of(path) != manifest["sha256"]:
             raise WeightsError(f"{path} does not match its manifest's sha256; rebuild it with `anoncli train ksame`")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("margin") != MARGIN:
+            raise WeightsError(
+                f"{path} was built by another anoncli version (its textures do not reach {MARGIN:.0%} past the face "
+                "outline); rebuild it with `anoncli train ksame`"
+            )
         coded, offsets = state["textures"].numpy(), state["texture_offsets"].numpy()
         return cls(
             textures=[_decode(coded[start:end]) for start, end in pairwise(offsets)],

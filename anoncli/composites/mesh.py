@@ -57,6 +57,17 @@ CHIN = 152
 RIGHT_EYE_OUTER = 33
 LEFT_EYE_OUTER = 263
 FOREHEAD = 10
+# Triangles joining the face outline to the ring of points `with_margin_ring` appends after the mesh's own.
+RING_TRIANGLES = np.array(
+    [
+        triangle
+        for i in range(len(FACE_OVAL))
+        for triangle in (
+            (FACE_OVAL[i], FACE_OVAL[(i + 1) % len(FACE_OVAL)], MESH_POINTS + i),
+            (FACE_OVAL[(i + 1) % len(FACE_OVAL)], MESH_POINTS + (i + 1) % len(FACE_OVAL), MESH_POINTS + i),
+        )
+    ]
+)
 
 
 class FaceMesher:
@@ -165,3 +176,19 @@ def openings(points: np.ndarray) -> np.ndarray:
     height = np.linalg.norm(points[CHIN] - points[FOREHEAD])
     gaps = [np.linalg.norm(points[b] - points[a]) for a, b in (MOUTH_GAP, RIGHT_EYE_GAP, LEFT_EYE_GAP)]
     return np.array(gaps, np.float32) / max(float(height), 1e-6)
+
+
+def outline_with_margin(points: np.ndarray, margin: float) -> np.ndarray:
+    """The face outline of a mesh (x, y of its FACE_OVAL points) pushed out by `margin` of its distance from
+    the outline's centre."""
+    outline = points[list(FACE_OVAL), :2]
+    centre = outline.mean(axis=0)
+    return centre + (outline - centre) * (1 + margin)
+
+
+def with_margin_ring(mesh: np.ndarray, margin: float) -> np.ndarray:
+    """The mesh with a ring of points `margin` beyond its face outline (at the outline's depth) appended: with
+    RING_TRIANGLES, a mesh of what lies just around the face."""
+    ring = mesh[list(FACE_OVAL)].copy()
+    ring[:, :2] = outline_with_margin(mesh, margin)
+    return np.concatenate([mesh, ring])

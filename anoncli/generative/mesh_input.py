@@ -11,7 +11,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from anoncli.composites.mesh import CHIN, FACE_OVAL, FACE_PARTS, FOREHEAD, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from anoncli.composites.mesh import (
+    CHIN,
+    FACE_OVAL,
+    FACE_PARTS,
+    FOREHEAD,
+    LEFT_EYE_OUTER,
+    RIGHT_EYE_OUTER,
+    outline_with_margin,
+)
 
 FACE_HEIGHT_SHARE = 0.9
 # Recorded in the manifest of weights trained with it; weights framed otherwise refuse to load.
@@ -88,14 +96,6 @@ def out_of_frame(framed: np.ndarray, frame: np.ndarray, height: int, width: int)
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-
-
-def outline_with_margin(points: np.ndarray, margin: float) -> np.ndarray:
-    """The face outline of a mesh (x, y of its FACE_OVAL points) pushed out by `margin` of its distance from
-    the outline's centre."""
-    outline = points[list(FACE_OVAL), :2]
-    centre = outline.mean(axis=0)
-    return centre + (outline - centre) * (1 + margin)
 
 
 def inside_polygon(polygon: np.ndarray, height: int, width: int) -> np.ndarray:

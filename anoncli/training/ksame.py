@@ -4,7 +4,8 @@ Every donor photo gets a FaceMesh, a gender and age group (the folder's labels.c
 project's classifier otherwise) and a skin colour. Near-frontal donors with closed mouth and open eyes are
 grouped by gender × age group × skin tone; each group is dealt out at random into composites of at least k
 distinct donors (each donor in one composite only), whose photos are warped onto the composite's mean mesh and
-averaged. The survey of the donors is cached in the work folder, so a second build (another k) skips it.
+averaged; each composite is then pushed out from its group's mean face (see `build_bank`). The survey of the
+donors is cached in the work folder, so a second build (another k) skips it.
 """
 
 from __future__ import annotations
@@ -19,15 +20,24 @@ from PIL import Image
 from scipy.spatial import Delaunay
 
 from anoncli.attributes.base import AGE_GROUPS, GENDERS, Attributes
-from anoncli.composites.bank import CompositeBank
-from anoncli.composites.mesh import CHIN, FOREHEAD, FaceMesher, openings, similarity
+from anoncli.composites.bank import MARGIN, CompositeBank
+from anoncli.composites.mesh import (
+    CHIN,
+    FOREHEAD,
+    RING_TRIANGLES,
+    FaceMesher,
+    openings,
+    similarity,
+    with_margin_ring,
+)
 from anoncli.composites.warp import warp
 from anoncli.io.images import LUMA_WEIGHTS
 from anoncli.training.dataset import IMAGE_SUFFIXES, face_labels, is_held_out
 
-TEXTURE_SIDE = 192
-# Forehead-to-chin height of the mean mesh in the texture frame, as a share of its side.
-FACE_HEIGHT_SHARE = 0.78
+TEXTURE_SIDE = 224
+# Forehead-to-chin height of the mean mesh in the texture frame, as a share of its side: 150 pixels, with room
+# for the margin ring of the composites pushed out from their group's mean.
+FACE_HEIGHT_SHARE = 0.67
 # Donors whose face is turned or tilted more than this (degrees, from the mean mesh) are left out: their
 # hidden side would average in as stretched texture.
 MAX_YAW, MAX_PITCH = 15.0, 20.0
@@ -129,9 +139,15 @@ def build_bank(
     survey: DonorSurvey,
     k: int = 10,
     seed: int = 0,
+    spread: float | None = None,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[CompositeBank, dict]:
-    """The bank of composites of at least `k` distinct donors each, and its manifest's description."""
+    """The bank of composites of at least `k` distinct donors each, and its manifest's description.
+
+    An average of k donors departs from its group's mean face about √k times less than one face does, so plain
+    averages all look alike and like no one (a face recogniser tells them from photos at once). Each composite's
+    shape and texture are pushed back out from its group's mean by `spread` (√k when None; 1 keeps the plain
+    average): still a function of its k donors alone beyond the group's mean, none of them weighing more."""
     started = time.monotonic()
     canonical = mean_shape(survey.meshes)
     fits = [similarity(mesh, canonical) for mesh in survey.meshes]
@@ -150,9 +166,11 @@ def build_bank(
     tone_edges = np.quantile(luma[usable], np.linspace(0, 1, SKIN_TONES + 1)[1:-1])
     tone = np.searchsorted(tone_edges, luma)
     triangles = Delaunay(canonical[:, :2]).simplices
+    ringed_triangles = np.concatenate([triangles, RING_TRIANGLES])
 
     rng = np.random.default_rng(seed)
     members: list[np.ndarray] = []
+    groups: list[tuple[int, int, int]] = []  # each composite's gender, age group and skin tone
     for gender in range(len(GENDERS)):
         for age_group in range(len(AGE_GROUPS)):
             for skin_tone in range(SKIN_TONES):
@@ -160,23 +178,38 @@ def build_bank(
                     usable & (survey.gender == gender) & (survey.age_group == age_group) & (tone == skin_tone)
                 )
                 if len(group) >= k:
-                    members += np.array_split(rng.permutation(group), len(group) // k)
+                    dealt = np.array_split(rng.permutation(group), len(group) // k)
+                    members += dealt
+                    groups += [(gender, age_group, skin_tone)] * len(dealt)
 
-    textures, shapes = [], []
-    for number, donors in enumerate(members):
-        on_progress(number, len(members))
-        shape = aligned[donors].mean(axis=0)
-        total = np.zeros((TEXTURE_SIDE, TEXTURE_SIDE, 3), np.float32)
+    spread = float(np.sqrt(k)) if spread is None else spread
+    means = np.stack([aligned[donors].mean(axis=0) for donors in members])
+    group_shapes = {group: means[[g == group for g in groups]].mean(axis=0) for group in set(groups)}
+    shapes = np.stack([group_shapes[g] + spread * (mean - group_shapes[g]) for g, mean in zip(groups, means)])
+    group_textures: dict[tuple[int, int, int], np.ndarray] = {}
+    for number, (donors, group) in enumerate(zip(members, groups)):
+        on_progress(number, 2 * len(members))
+        group_textures.setdefault(group, np.zeros((TEXTURE_SIDE, TEXTURE_SIDE, 3), np.float32))
         for donor in donors:
-            image = np.asarray(Image.open(data / survey.names[donor]).convert("RGB"))
-            warped, _ = warp(image, survey.meshes[donor, :, :2], shape[:, :2], triangles, total.shape[:2])
-            total += warped
-        textures.append(np.clip(np.rint(total / len(donors)), 0, 255).astype(np.uint8))
-        shapes.append(shape)
-    on_progress(len(members), len(members))
+            group_textures[group] += _warped_donor(data, survey, donor, canonical, ringed_triangles)
+    for group in group_textures:
+        group_textures[group] /= sum(len(donors) for donors, g in zip(members, groups) if g == group)
+    textures = []
+    for number, (donors, group, shape) in enumerate(zip(members, groups, shapes)):
+        on_progress(len(members) + number, 2 * len(members))
+        average = sum(_warped_donor(data, survey, donor, shape, ringed_triangles) for donor in donors) / len(donors)
+        group_mean, _ = warp(
+            group_textures[group],
+            with_margin_ring(canonical, MARGIN)[:, :2],
+            with_margin_ring(shape, MARGIN)[:, :2],
+            ringed_triangles,
+            average.shape[:2],
+        )
+        textures.append(np.clip(np.rint(group_mean + spread * (average - group_mean)), 0, 255).astype(np.uint8))
+    on_progress(2 * len(members), 2 * len(members))
     bank = CompositeBank(
         textures=textures,
-        shapes=np.array(shapes, np.float32),
+        shapes=shapes.astype(np.float32),
         triangles=triangles,
         gender=survey.gender[[m[0] for m in members]],
         age_group=survey.age_group[[m[0] for m in members]],
@@ -190,6 +223,8 @@ def build_bank(
         "composites": len(bank),
         "donors_per_composite": {"min": int(bank.donors.min()), "max": int(bank.donors.max())},
         "donors": {"surveyed": len(survey.names), "usable": int(usable.sum()), "used": int(bank.donors.sum())},
+        "spread": round(spread, 3),
+        "margin": MARGIN,
         "texture_side": TEXTURE_SIDE,
         "filters": {
             "max_yaw": MAX_YAW,
@@ -205,3 +240,11 @@ def build_bank(
         "build_seconds": round(time.monotonic() - started),
     }
     return bank, description
+
+
+def _warped_donor(data: Path, survey: DonorSurvey, donor: int, shape: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """The donor's photo warped onto `shape` and its margin ring (the texture frame), float32."""
+    image = np.asarray(Image.open(data / survey.names[donor]).convert("RGB"))
+    source, target = (with_margin_ring(mesh, MARGIN)[:, :2] for mesh in (survey.meshes[donor], shape))
+    warped, _ = warp(image, source, target, triangles, (TEXTURE_SIDE, TEXTURE_SIDE))
+    return warped
