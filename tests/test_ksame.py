@@ -10,6 +10,7 @@ import pytest
 
 import anoncli
 from anoncli.anonymizers import FaceCrop, StandIn, create_method
+from anoncli.anonymizers.meshed import blend_in
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
 from anoncli.composites.mesh import MESH_POINTS, FaceMesher, similarity
@@ -66,6 +67,24 @@ def test_a_composite_is_chosen_by_seed_within_the_wanted_group(bank):
     assert len(chosen) > 5, "another seed, another composite"
     assert all(bank.gender[index] == 1 and bank.age_group[index] == 3 for index in chosen)
     assert bank.choose(7, wanted) == bank.choose(7, wanted)
+
+
+def test_the_new_face_takes_its_colour_from_the_skin_it_is_matched_on():
+    """blend_in shifts the new face's colour so that, over the reference pixels, it is the drawing's there: a
+    face on a white ground takes the skin's colour, not the ground's, when matched on the skin."""
+    rows, columns = np.indices((128, 128))
+    radius = np.hypot(columns - 64, rows - 64)
+    covered = radius < 50
+    skin = (radius >= 30) & (radius < 40)
+    base = np.full((128, 128, 3), 250.0, np.float32)
+    base[radius < 40] = (170, 120, 100)
+    texture = np.full((128, 128, 3), 100.0, np.float32)
+    mesh = np.zeros((MESH_POINTS, 3), np.float32)  # eyes at the top row: nothing is left out for lying above them
+
+    on_skin = blend_in(texture, covered, base, mesh, 100.0, reference=skin)
+    np.testing.assert_allclose(on_skin.texture[skin].mean(axis=0), (170, 120, 100), atol=2)
+    on_edge = blend_in(texture, covered, base, mesh, 100.0)  # the band along the covered edge: mostly ground
+    assert on_edge.texture[skin].mean() > on_skin.texture[skin].mean() + 20
 
 
 def test_a_piecewise_affine_warp_moves_points_where_they_are_sent():

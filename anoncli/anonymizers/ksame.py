@@ -25,6 +25,7 @@ from anoncli.anonymizers.meshed import MeshDrawn, blend_in
 from anoncli.composites.bank import DEFAULT_BANK, MARGIN, CompositeBank
 from anoncli.composites.mesh import (
     CHIN,
+    FACE_OVAL,
     FOREHEAD,
     INNER_LIP_LOWER,
     LEFT_EYE_LOWER,
@@ -35,10 +36,12 @@ from anoncli.composites.mesh import (
     RIGHT_EYE_UPPER,
     RING_TRIANGLES,
     openings,
+    outline_with_margin,
     similarity,
     with_margin_ring,
 )
 from anoncli.composites.warp import warp
+from anoncli.generative.mesh_input import inside_polygon
 from anoncli.io.images import LUMA_WEIGHTS
 
 # How far each point of a lip or eyelid line follows an opening: fully at its middle, not at its corners.
@@ -47,6 +50,9 @@ LID_PROFILE = np.sin(np.linspace(0, np.pi, len(RIGHT_EYE_UPPER) + 2)[1:-1])
 # The target's mouth opening is carried over up to this share of the face's height: the composites are of
 # closed mouths, and wider, their lips would only stretch.
 MOUTH_CAP = 0.03
+# The composite's colour is matched to deepprivacy's drawing on the skin just inside the face outline (this share
+# of its distance from the outline's centre wide): past the outline lie hair and the ground the donors had.
+SKIN_BAND = 0.15
 # Grain: the photo's finest band is measured robustly (median absolute value, as a Gaussian sigma) on the ring so
 # that the few strong edges there (hair, collar) do not count, and GRAIN_SHARE of it is matched.
 GRAIN_SHARE = 1.0
@@ -96,7 +102,11 @@ class KSame(MeshDrawn):
         texture, covered = warp(
             self.bank.textures[index], shape[:, :2], posed[:, :2], self._triangles, (height, width), posed[:, 2]
         )
-        blended = blend_in(texture, covered, base, posed, face.face_size)
+        outline = posed[list(FACE_OVAL), :2]
+        skin = inside_polygon(outline, height, width) & ~inside_polygon(
+            outline_with_margin(posed, -SKIN_BAND), height, width
+        )
+        blended = blend_in(texture, covered, base, posed, face.face_size, reference=skin)
         if blended is None:
             return None
         pixels = blended.pixels + self._grain(face, blended.texture, blended.inner) * blended.weight[..., None]

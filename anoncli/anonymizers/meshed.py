@@ -48,13 +48,18 @@ class Blended:
 
 
 def blend_in(
-    texture: np.ndarray, covered: np.ndarray, base: np.ndarray, mesh: np.ndarray, size: float
+    texture: np.ndarray,
+    covered: np.ndarray,
+    base: np.ndarray,
+    mesh: np.ndarray,
+    size: float,
+    reference: np.ndarray | None = None,
 ) -> Blended | None:
-    """`texture` (float RGB, drawn where `covered`) over `base`: colour-matched to `base` on the band along the
-    edge of `covered` below the eyes of `mesh`, faded in over a feather and blended band by band. None when too
-    little of the band or the face lies in the crop."""
+    """`texture` (float RGB, drawn where `covered`) over `base`: colour-matched to `base` below the eyes of
+    `mesh` on `reference` (a bool map; by default the band along the edge of `covered`), faded in over a feather
+    and blended band by band. None when too little of the reference or the face lies in the crop."""
     inner = cv2.erode(covered.astype(np.uint8), _disc(BAND_SHARE * size)).astype(bool)
-    band = covered & ~inner
+    band = covered & (~inner if reference is None else reference)
     band[: max(int(mesh[list(RIGHT_EYE_LOWER + LEFT_EYE_LOWER), 1].max()), 0)] = False
     if band.sum() < 16 or not inner.any():
         return None
