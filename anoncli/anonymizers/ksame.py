@@ -62,7 +62,7 @@ GRAIN_REACH = 4  # pixels: the finest band's Gaussian (sigma 1) is cut at 4 sigm
 
 
 def expressed(shape: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The composite's mean `shape` with its mouth and eyes opened (or closed) as far as the `target` mesh's,
+    """The composite's `shape` with its mouth and eyes opened (or closed) as far as the `target` mesh's,
     in its own frame (y down)."""
     shape = shape.copy()
     height = float(np.linalg.norm(shape[CHIN] - shape[FOREHEAD]))
