@@ -186,6 +186,8 @@ def build_bank(
     means = np.stack([aligned[donors].mean(axis=0) for donors in members])
     group_shapes = {group: means[[g == group for g in groups]].mean(axis=0) for group in set(groups)}
     shapes = np.stack([group_shapes[g] + spread * (mean - group_shapes[g]) for g, mean in zip(groups, means)])
+    # Each donor is warped twice: into the canonical frame for its group's mean face, then straight onto its
+    # composite's shape, so the detail of a composite is resampled once (the smooth group mean twice).
     group_textures: dict[tuple[int, int, int], np.ndarray] = {}
     for number, (donors, group) in enumerate(zip(members, groups)):
         on_progress(number, 2 * len(members))
@@ -194,13 +196,14 @@ def build_bank(
             group_textures[group] += _warped_donor(data, survey, donor, canonical, ringed_triangles)
     for group in group_textures:
         group_textures[group] /= sum(len(donors) for donors, g in zip(members, groups) if g == group)
+    canonical_ring = with_margin_ring(canonical, MARGIN)[:, :2]
     textures = []
     for number, (donors, group, shape) in enumerate(zip(members, groups, shapes)):
         on_progress(len(members) + number, 2 * len(members))
         average = sum(_warped_donor(data, survey, donor, shape, ringed_triangles) for donor in donors) / len(donors)
         group_mean, _ = warp(
             group_textures[group],
-            with_margin_ring(canonical, MARGIN)[:, :2],
+            canonical_ring,
             with_margin_ring(shape, MARGIN)[:, :2],
             ringed_triangles,
             average.shape[:2],
