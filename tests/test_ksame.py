@@ -13,7 +13,7 @@ from anoncli.anonymizers import FaceCrop, StandIn, create_method
 from anoncli.anonymizers.meshed import blend_in
 from anoncli.attributes import UNKNOWN, Attributes
 from anoncli.composites.bank import DEFAULT_BANK, CompositeBank
-from anoncli.composites.mesh import MESH_POINTS, FaceMesher, similarity
+from anoncli.composites.mesh import FACE_OVAL, LANDMARK_POINTS, MESH_POINTS, FaceMesher, posed_on_landmarks, similarity
 from anoncli.composites.warp import warp
 from anoncli.faces import box_iou
 from anoncli.frames import face_crop
@@ -112,6 +112,22 @@ def test_the_mesh_fits_the_face_it_is_asked_about(astronaut, detector):
     assert np.linalg.norm(mesh[[362, 263], :2].mean(axis=0) - right_eye) < 0.1 * width
     # Asked about an empty patch of sky, it answers nothing rather than some other face.
     assert FaceMesher().fit(astronaut, (400.0, 20.0, 480.0, 120.0)) is None
+
+
+def test_where_facemesh_fits_none_the_detectors_landmarks_place_a_frontal_mesh(astronaut, detector, bank):
+    """The bank's mean shape placed by the detector's five landmarks lies where FaceMesh's own fit does; landmarks
+    of a face turned aside (the nose tip far off the eyes' midpoint) place none."""
+    face = detector.detect(astronaut)[0]
+    fitted = FaceMesher().fit(astronaut, face.box)
+    landmarks = np.array(face.landmarks, np.float32)
+    placed = posed_on_landmarks(bank.shapes.mean(axis=0), landmarks)
+    assert placed is not None and placed.shape == (MESH_POINTS, 3)
+    for points in (*LANDMARK_POINTS, FACE_OVAL):
+        offset = placed[list(points), :2].mean(axis=0) - fitted[list(points), :2].mean(axis=0)
+        assert np.linalg.norm(offset) < 0.1 * face.width
+    turned = landmarks.copy()
+    turned[2, 0] += 0.4 * np.linalg.norm(landmarks[1] - landmarks[0])
+    assert posed_on_landmarks(bank.shapes.mean(axis=0), turned) is None
 
 
 @pytest.mark.parametrize("attributes", [UNKNOWN, Attributes("female", "20-29")], ids=["plain", "preserve"])
@@ -293,3 +309,28 @@ def test_in_a_video_the_walkers_mesh_stops_jittering_but_keeps_up(method, detect
     assert shake(smoothed) < shake(raw) / 2
     drift = max(np.linalg.norm(s[:, :2] - r[:, :2], axis=1).mean() for s, r in zip(smoothed, raw))
     assert drift < 0.02 * walker.size
+
+
+def test_in_a_video_the_new_faces_colour_follows_a_flickering_drawing_slowly(method, astronaut, detector):
+    """The composite's colour is matched on deepprivacy's drawing, which changes from frame to frame. Along a
+    track the colour shift is low-passed: one frame's brighter drawing brightens a photo's new face fully, a
+    video's (after ten steady frames) by less than a third of that."""
+    face = max(detector.detect(astronaut), key=lambda f: f.size)
+    crop = crop_of(astronaut, face, 3, method.context)
+    (mesh,) = method.meshes([crop])
+    base = crop.pixels
+    brighter = np.clip(base.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    x1, y1, x2, y2 = (round(v) for v in crop.box)
+    middle = (slice(y1 + (y2 - y1) // 4, y2 - (y2 - y1) // 4), slice(x1 + (x2 - x1) // 4, x2 - (x2 - x1) // 4))
+
+    def brightening(drawn: list[np.ndarray | None]) -> float:
+        assert drawn[0] is not None and drawn[1] is not None
+        return float(drawn[1][middle].mean() - drawn[0][middle].mean())
+
+    photo = brightening([method.draw_meshed([crop], [mesh], [b])[0] for b in (base, brighter)])
+    with method.following_tracks(25.0):
+        for _ in range(10):
+            (steady,) = method.draw_meshed([crop], [mesh], [base])
+        (flicker,) = method.draw_meshed([crop], [mesh], [brighter])
+    assert photo > 15
+    assert 0 < brightening([steady, flicker]) < photo / 3

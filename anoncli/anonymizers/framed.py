@@ -75,9 +75,8 @@ class MeshFramed(MeshDrawn):
         generated = generate(self.generator, condition, region, [face.seed for face in faces], attributes, identity)
         return ((generated.float().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
 
-    @staticmethod
     def _placed(
-        face: FaceCrop, mesh: np.ndarray, base: np.ndarray, frame: np.ndarray, image: np.ndarray
+        self, face: FaceCrop, mesh: np.ndarray, base: np.ndarray, frame: np.ndarray, image: np.ndarray
     ) -> np.ndarray | None:
         height, width = base.shape[:2]
         texture = out_of_frame(image, frame, height, width)
@@ -86,5 +85,5 @@ class MeshFramed(MeshDrawn):
         inverse = cv2.invertAffineTransform(frame)
         in_frame = inside_polygon(corners @ inverse[:, :2].T + inverse[:, 2], height, width)
         covered = inside_polygon(outline_with_margin(mesh, OUTLINE_MARGIN), height, width) & in_frame
-        blended = blend_in(texture, covered, base, mesh, face.face_size)
+        blended = blend_in(texture, covered, base, mesh, face.face_size, steady=self.steady_colour(face))
         return None if blended is None else np.clip(np.rint(blended.pixels), 0, 255).astype(np.uint8)

@@ -8,8 +8,9 @@ The method fits FaceMesh on the detector's crop, picks a composite by seed (and 
 output), turns it to the target's head pose, opens its mouth (a little) and eyes as far as the target's, warps
 the composite's texture onto it and the ring just past its outline (its donors' jaw line and hairline), matches
 its colour to what `deepprivacy` drew in the erased face region and blends it in band by band. deepprivacy's
-drawing is also the face's surroundings, hair and ears, and what a face FaceMesh cannot fit (profile,
-occlusion, tiny) keeps: the method never sees the face's pixels beyond its mesh.
+drawing is also the face's surroundings, hair and ears. A face FaceMesh fits no mesh to gets the bank's mean
+shape placed by the detector's five landmarks when they show it frontal, and keeps deepprivacy's drawing when
+they show it turned: the method never sees the face's pixels beyond its mesh.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class KSame(MeshDrawn):
     def __init__(self, device: str = "cpu", bank: Path = DEFAULT_BANK) -> None:
         super().__init__(device)
         self.bank = CompositeBank.load(bank)
+        self.template = self.bank.shapes.mean(axis=0)
         self._triangles = np.concatenate([self.bank.triangles, RING_TRIANGLES])
 
     def draw_meshed(
@@ -106,7 +108,9 @@ class KSame(MeshDrawn):
         skin = inside_polygon(outline, height, width) & ~inside_polygon(
             outline_with_margin(posed, -SKIN_BAND), height, width
         )
-        blended = blend_in(texture, covered, base, posed, face.face_size, reference=skin)
+        blended = blend_in(
+            texture, covered, base, posed, face.face_size, reference=skin, steady=self.steady_colour(face)
+        )
         if blended is None:
             return None
         pixels = blended.pixels + self._grain(face, blended.texture, blended.inner) * blended.weight[..., None]

@@ -1,18 +1,20 @@
 """Methods that draw a new face placed by the target's FaceMesh, over another method's drawing of the face.
 
 The other method (`surroundings`: deepprivacy unless a method says otherwise) covers the whole erased region
-(hair, ears, the face's surroundings) and stands in for a face FaceMesh cannot fit (profile, occlusion, tiny); a
-method here draws inside the mesh's face outline (and a margin past it) from the mesh and the seed alone,
-colour-matched to the surroundings' skin below the eyes and blended band by band. Neither sees the face's pixels,
-so the privacy test holds for every method here: with the meshes fixed, scrambling the faces gives the same
-output.
+(hair, ears, the face's surroundings). Where FaceMesh fits no mesh (blurred, cut or small faces, turned heads),
+a method with a template mesh places it by the detector's five landmarks if they show the face frontal; a face
+with neither keeps the surroundings' drawing. A method here draws inside the mesh's face outline (and a margin
+past it) from the mesh and the seed alone, colour-matched to the surroundings' skin below the eyes and blended
+band by band. Neither sees the face's pixels, so the privacy test holds for every method here: with the meshes
+fixed, scrambling the faces gives the same output. In a video the mesh and the colour match are smoothed along
+each track.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,8 +23,15 @@ import numpy as np
 
 from anoncli.anonymizers.base import FaceCrop, Method, StandIn
 from anoncli.anonymizers.deepprivacy import DeepPrivacy
-from anoncli.composites.blend import colour_matched, multiband
-from anoncli.composites.mesh import LEFT_EYE_LOWER, MEDIAPIPE_INSTALL, RIGHT_EYE_LOWER, FaceMesher, similarity
+from anoncli.composites.blend import colour_shift, colour_shifted, multiband
+from anoncli.composites.mesh import (
+    LEFT_EYE_LOWER,
+    MEDIAPIPE_INSTALL,
+    RIGHT_EYE_LOWER,
+    FaceMesher,
+    posed_on_landmarks,
+    similarity,
+)
 from anoncli.generative.geometry import CONTEXT
 from anoncli.smoothing import OneEuroFilter
 
@@ -34,8 +43,12 @@ FEATHER_SHARE = 0.03
 # MESH_BETA Hz per face size a second of change; chosen with bench/mesh_jitter.py on a clip not evaluated on.
 MESH_MIN_CUTOFF = 1.0
 MESH_BETA = 1.0
+# ... and the new face's colour shift (Lab) low-passed at COLOUR_CUTOFF Hz: the drawing it is matched on changes
+# from frame to frame more than the light on a face does (0.5 Hz, the first setting tried; 0.2 measured the same,
+# docs/results.md).
+COLOUR_CUTOFF = 0.5
 TRACKS_FOLLOWED = 256  # the tracks seen last; an older one starts afresh should it come back
-NO_MESH = "FaceMesh fitted no mesh to this face (turned away, hidden or tiny)"
+NO_MESH = "FaceMesh fitted no mesh to this face and the detector's landmarks show it turned (or it has none)"
 OUT_OF_PHOTO = "too little of the face lies in the photo"
 
 
@@ -54,16 +67,19 @@ def blend_in(
     mesh: np.ndarray,
     size: float,
     reference: np.ndarray | None = None,
+    steady: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Blended | None:
     """`texture` (float RGB, drawn where `covered`) over `base`: colour-matched to `base` below the eyes of
     `mesh` on `reference` (a bool map; by default the band along the edge of `covered`), faded in over a feather
-    and blended band by band. None when too little of the reference or the face lies in the crop."""
+    and blended band by band. `steady` filters the colour shift (in a video, along the face's track). None when
+    too little of the reference or the face lies in the crop."""
     inner = cv2.erode(covered.astype(np.uint8), _disc(BAND_SHARE * size)).astype(bool)
     band = covered & (~inner if reference is None else reference)
     band[: max(int(mesh[list(RIGHT_EYE_LOWER + LEFT_EYE_LOWER), 1].max()), 0)] = False
     if band.sum() < 16 or not inner.any():
         return None
-    texture = colour_matched(texture, base, band)
+    shift = colour_shift(texture, base, band)
+    texture = colour_shifted(texture, shift if steady is None else steady(shift))
     weight = np.where(covered, cv2.GaussianBlur(inner.astype(np.float32), (0, 0), FEATHER_SHARE * size), 0.0)
     blended = multiband(texture, base.astype(np.float32), weight)
     return Blended(blended, texture, weight.astype(np.float32), inner)
@@ -87,6 +103,14 @@ class TrackMesh:
         return pose.apply(smoothed).astype(mesh.dtype)
 
 
+@dataclass
+class FollowedFace:
+    """What is kept of one track's face from frame to frame."""
+
+    mesh: TrackMesh
+    colour: OneEuroFilter
+
+
 def _disc(diameter: float) -> np.ndarray:
     side = max(int(diameter) | 1, 3)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
@@ -104,8 +128,10 @@ class MeshDrawn(Method):
         except ImportError:
             raise ValueError(f"method {self.name} needs MediaPipe's FaceMesh: {MEDIAPIPE_INSTALL}") from None
         self.surroundings = surroundings or DeepPrivacy(device=device)
+        # A frontal mesh the detector's landmarks place where FaceMesh fits none (None: the surroundings draw it).
+        self.template: np.ndarray | None = None
         self._frame_step: float | None = None  # seconds between frames, in a video
-        self._track_meshes: OrderedDict[int, TrackMesh] = OrderedDict()
+        self._followed: OrderedDict[int, FollowedFace] = OrderedDict()
 
     @contextmanager
     def following_tracks(self, frame_rate: float) -> Iterator[None]:
@@ -114,23 +140,40 @@ class MeshDrawn(Method):
             yield
         finally:
             self._frame_step = None
-            self._track_meshes.clear()
+            self._followed.clear()
 
     def meshes(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | None]:
-        """FaceMesh of each face on its crop, None where it finds none; in a video, smoothed along its track so
-        that the new face does not jitter."""
-        meshes = [self.mesher.fit(face.pixels, face.box) for face in faces]
+        """FaceMesh of each face on its crop; where it fits none (a blurred or cut face, often), the template
+        placed by the detector's landmarks if they show the face frontal; else None. In a video, smoothed along
+        its track so that the new face does not jitter."""
+        meshes = [self._mesh(face) for face in faces]
         if self._frame_step is None:
             return meshes
-        return [None if mesh is None else self._smoothed(face, mesh) for face, mesh in zip(faces, meshes)]
+        return [
+            None if mesh is None else self._follow(face).mesh(mesh, face.face_size) for face, mesh in zip(faces, meshes)
+        ]
 
-    def _smoothed(self, face: FaceCrop, mesh: np.ndarray) -> np.ndarray:
-        if face.seed not in self._track_meshes:
-            self._track_meshes[face.seed] = TrackMesh(self._frame_step, MESH_MIN_CUTOFF, MESH_BETA)
-            if len(self._track_meshes) > TRACKS_FOLLOWED:
-                self._track_meshes.popitem(last=False)
-        self._track_meshes.move_to_end(face.seed)
-        return self._track_meshes[face.seed](mesh, face.face_size)
+    def _mesh(self, face: FaceCrop) -> np.ndarray | None:
+        mesh = self.mesher.fit(face.pixels, face.box)
+        if mesh is None and self.template is not None and face.landmarks is not None:
+            mesh = posed_on_landmarks(self.template, np.asarray(face.landmarks, np.float32))
+        return mesh
+
+    def _follow(self, face: FaceCrop) -> FollowedFace:
+        """The state kept along `face`'s track (its seed), started on its first frame."""
+        if face.seed not in self._followed:
+            self._followed[face.seed] = FollowedFace(
+                TrackMesh(self._frame_step, MESH_MIN_CUTOFF, MESH_BETA),
+                OneEuroFilter(self._frame_step, COLOUR_CUTOFF, beta=0.0),
+            )
+            if len(self._followed) > TRACKS_FOLLOWED:
+                self._followed.popitem(last=False)
+        self._followed.move_to_end(face.seed)
+        return self._followed[face.seed]
+
+    def steady_colour(self, face: FaceCrop) -> Callable[[np.ndarray], np.ndarray] | None:
+        """In a video, the filter of `face`'s colour shift along its track (for `blend_in`); else None."""
+        return None if self._frame_step is None else self._follow(face).colour
 
     def anonymize(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | StandIn]:
         return self.draw(faces, self.meshes(faces))

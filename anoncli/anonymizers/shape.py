@@ -67,6 +67,7 @@ class Shape(GANonymization):
     def __init__(self, device: str = "cpu", weights: Path | None = None, bank: Path = DEFAULT_BANK) -> None:
         super().__init__(device, weights, surroundings=Inpainting())
         self.bank = CompositeBank.load(bank)
+        self.template = self.bank.shapes.mean(axis=0)
         self._followers: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
 
     def draw_meshed(

@@ -18,11 +18,15 @@ def rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_Lab2RGB) * 255.0
 
 
-def colour_matched(texture: np.ndarray, surroundings: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """`texture` (float RGB) shifted in Lab so its mean over `reference` (bool map) is that of `surroundings`."""
-    texture_lab = lab(texture)
-    shift = lab(surroundings)[reference].mean(axis=0) - texture_lab[reference].mean(axis=0)
-    return rgb(texture_lab + shift)
+def colour_shift(texture: np.ndarray, surroundings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The shift in Lab that takes the mean of `texture` (float RGB) over `reference` (bool map) to that of
+    `surroundings`."""
+    return lab(surroundings)[reference].mean(axis=0) - lab(texture)[reference].mean(axis=0)
+
+
+def colour_shifted(texture: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """`texture` (float RGB) shifted by `shift` in Lab."""
+    return rgb(lab(texture) + shift.astype(np.float32))
 
 
 def multiband(foreground: np.ndarray, background: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -54,6 +54,8 @@ FACE_PARTS = {
     "outline": FACE_OVAL,
 }  # fmt: skip
 CHIN = 152
+NOSE_TIP = 1
+RIGHT_MOUTH_CORNER, LEFT_MOUTH_CORNER = 61, 291
 RIGHT_EYE_OUTER = 33
 LEFT_EYE_OUTER = 263
 FOREHEAD = 10
@@ -168,6 +170,36 @@ def similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
     rotation = u @ sign @ vt
     scale = float(np.trace(np.diag(singular) @ sign) / (source_centred**2).sum(axis=1).mean())
     return Similarity(scale, rotation, target_mean - scale * source_mean @ rotation.T)
+
+
+# The mesh points a detector's five landmarks mark (left and right as seen, so the person's right eye first): the
+# eyes' centres (their lids' mean), the nose tip and the mouth's corners.
+LANDMARK_POINTS = (
+    RIGHT_EYE_UPPER + RIGHT_EYE_LOWER,
+    LEFT_EYE_UPPER + LEFT_EYE_LOWER,
+    (NOSE_TIP,),
+    (RIGHT_MOUTH_CORNER,),
+    (LEFT_MOUTH_CORNER,),
+)
+# A nose tip further than this share of the eyes' distance from their midpoint, along the line through them, is
+# a face turned more than about 20 degrees: too far to be drawn as a frontal one.
+MAX_NOSE_SHIFT = 0.2
+
+
+def posed_on_landmarks(template: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """`template` (a mesh) turned, scaled and moved in the image plane onto a detector's five `landmarks` (5, 2),
+    for a face FaceMesh fits no mesh to; None when the landmarks show the face turned away."""
+    eyes = landmarks[:2]
+    eye_line = eyes[1] - eyes[0]
+    distance = float(np.linalg.norm(eye_line))
+    if distance < 1.0:
+        return None
+    if abs(float(np.dot(landmarks[2] - eyes.mean(axis=0), eye_line))) / distance > MAX_NOSE_SHIFT * distance:
+        return None
+    marks = np.stack([template[list(points), :2].mean(axis=0) for points in LANDMARK_POINTS])
+    flat = np.zeros((5, 1))
+    fit = similarity(np.hstack([marks, flat]), np.hstack([landmarks, flat]))
+    return fit.apply(template)
 
 
 def openings(points: np.ndarray) -> np.ndarray:
