@@ -74,6 +74,19 @@ def test_video_with_preserve_as_printed(tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+def test_one_file_to_the_output_file_named(photos, tmp_path):
+    shutil.copy(SAMPLE_DATA / "videos" / "walking.mp4", tmp_path / "in.mp4")
+    result = shell("anoncli video in.mp4 -o out.mp4 && anoncli anonymize photos/astronaut.jpg -o public.jpg", tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert (tmp_path / "out.mp4").is_file() and probe_video(tmp_path / "out.mp4").frames == probe_video(
+        tmp_path / "in.mp4"
+    ).frames
+    original = load_rgb(photos / "astronaut.jpg")
+    assert_anonymized(original, load_rgb(tmp_path / "public.jpg"), detector_faces(original))
+    refused = shell("anoncli anonymize photos/astronaut.jpg -o public.png", tmp_path)
+    assert refused.returncode == 2 and b"name its output public.jpg" in refused.stderr
+
+
 def test_files_beside_themselves_and_not_twice(photos, tmp_path):
     single = photos / "astronaut.jpg"
     assert shell("anoncli anonymize photos/astronaut.jpg", tmp_path).returncode == 0

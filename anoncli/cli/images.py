@@ -194,7 +194,7 @@ def anonymize(
     except (UsageError, ValueError) as error:
         o.fail_usage(str(error))
     if urls is None:
-        o.remove_leftovers(inputs, output, quiet)
+        o.remove_leftovers(inputs, output, IMAGE_EXTENSIONS, quiet)
     settings = {**anonymizer.report_settings(), "keep_metadata": keep_metadata}
     report = Report("anonymize", settings, planned=len(tasks) if isinstance(tasks, list) else None)
     with o.stdout_for_data(), o.progress(None, quiet, "anonymizing") as advance:
@@ -230,7 +230,8 @@ def anonymize(
         except KeyboardInterrupt:
             report.interrupted = True
     if on_ray is not None and urls is None:
-        o.remove_leftovers(inputs, output, quiet)  # a worker that died mid-write left its temporary file
+        # A worker that died mid-write left its temporary file.
+        o.remove_leftovers(inputs, output, IMAGE_EXTENSIONS, quiet)
     finish(report, report_path, quiet)
 
 

@@ -50,11 +50,11 @@ def report_failure(result: FileResult) -> None:
         errors.print(f"[red]error:[/] {escape(result.path)}: {escape(result.error or '')}")
 
 
-def remove_leftovers(inputs: list[Path] | None, output: Path | None, quiet: bool) -> None:
+def remove_leftovers(inputs: list[Path] | None, output: Path | None, extensions: frozenset[str], quiet: bool) -> None:
     """Remove the half-written files interrupted runs left where this run writes, and say so."""
     removed = [
         path
-        for folder, names in output_places(inputs or [], output).items()
+        for folder, names in output_places(inputs or [], output, extensions).items()
         for path in remove_stale_temporaries(folder, names)
     ]
     if removed and not quiet:
@@ -343,7 +343,8 @@ OutputOption = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="Output folder (input folders are mirrored inside), or `-` for stdout (one image). "
+        help="Output folder (input folders are mirrored inside); for one file, its output file (`-o out.jpg`); "
+        "`-` for stdout (one image). "
         "[default: beside each input: photos/ → photos_anonymized/, a.jpg → a_anonymized.jpg; `-` → stdout]",
         show_default=False,
     ),

@@ -96,7 +96,8 @@ def video(
 ) -> None:
     """Anonymize every face in every frame of videos, keeping frame rate, timestamps, bitrate and audio.
 
-    Without -o, in.mp4 is written as in_anonymized.mp4 and a folder beside itself (clips/ → clips_anonymized/).
+    Without -o, in.mp4 is written as in_anonymized.mp4 and a folder beside itself (clips/ → clips_anonymized/);
+    -o names an output folder, or for one video its output file.
     Faces are tracked: a face the detector misses for up to a second keeps its mask, and a face is also
     covered in the half second before it is first detected. Audio is copied unchanged. Exit code: 0 all
     done, 1 some failed, 2 usage error.
@@ -104,6 +105,7 @@ def video(
     Examples:
 
         anoncli video in.mp4 --preserve age,gender
+        anoncli video in.mp4 -o public.mp4 --method deepprivacy
         anoncli video footage/ -o public/ --method mask --report report.json
         anoncli track in.mp4 -o tracks.jsonl && anoncli video in.mp4 --tracks tracks.jsonl
     """
@@ -135,7 +137,7 @@ def video(
     if not quiet:
         o.announce(method, anonymizer, output, inputs, files_from is not None)
     if urls is None:
-        o.remove_leftovers(inputs, output, quiet)
+        o.remove_leftovers(inputs, output, VIDEO_EXTENSIONS, quiet)
     settings = VideoSettings(
         batch_size=batch_size,
         detect_every=detect_every,
@@ -180,7 +182,8 @@ def video(
         except KeyboardInterrupt:
             report.interrupted = True
     if on_ray is not None and urls is None:
-        o.remove_leftovers(inputs, output, quiet)  # a worker that died mid-write left its temporary file
+        # A worker that died mid-write left its temporary file.
+        o.remove_leftovers(inputs, output, VIDEO_EXTENSIONS, quiet)
     finish(report, report_path, quiet, "videos")
 
 

@@ -113,11 +113,34 @@ def default_output(root: Path) -> Path:
     return root.with_name(f"{root.stem}{DEFAULT_SUFFIX}{root.suffix}")
 
 
-def output_places(inputs: list[Path], output: Path | None) -> dict[Path, set[str] | None]:
+def output_file(inputs: list[Path], output: Path | None, extensions: frozenset[str]) -> Path | None:
+    """The output file `output` names for the one input file given (`anoncli video in.mp4 -o out.mp4`): an
+    `output` ending in a suffix of the kind of file read (`extensions`) that is no folder. None when `output`
+    is a folder (or stdout). Outputs keep their input's format, so a suffix of another format is refused."""
+    if (
+        output is None
+        or len(inputs) != 1
+        or is_stream(inputs[0])
+        or not inputs[0].is_file()
+        or output.suffix.lower() not in extensions
+        or output.is_dir()
+    ):
+        return None
+    if output.suffix.lower() != inputs[0].suffix.lower():
+        raise UsageError(
+            f"{inputs[0].name} is written in its own format: name its output {output.stem}{inputs[0].suffix}, "
+            "or give an output folder"
+        )
+    return output
+
+
+def output_places(inputs: list[Path], output: Path | None, extensions: frozenset[str]) -> dict[Path, set[str] | None]:
     """Where the outputs of the given `inputs` land: folder → None when the folder's whole tree is this
     tool's output, or the names of this run's outputs in a folder that holds other files too."""
     if is_stream(output):
         return {}
+    if (file := output_file(inputs, output, extensions)) is not None:
+        return {file.parent: {file.name}}
     if output is not None:
         return {output: None}
     places: dict[Path, set[str] | None] = {}
@@ -141,6 +164,7 @@ def plan_outputs(
 
     With `output` a folder: one folder given has its tree mirrored directly under it; several inputs keep
     their own names under it; `listed` paths (from `--files-from`) keep their path (see `listed_relative`).
+    One file given and `output` a file name of its format (see `output_file`): written to that file.
     Without `output`: every input is written beside itself (see `default_output`), `-` to stdout. `output`
     `-` (stdout) takes exactly one image. Refuses outputs inside an input folder, an output that is its own
     input, and two inputs landing on one output.
@@ -160,7 +184,7 @@ def iter_outputs(
         for root in inputs:
             if root.is_dir() and output_resolved.is_relative_to(root.resolve()):
                 raise UsageError(f"output folder {output} lies inside input folder {root}; choose another place")
-    planner = _Planner(output, len(inputs))
+    planner = _Planner(output, len(inputs), output_file(inputs, output, extensions))
     folders = [Path(os.path.abspath(root)) for root in inputs if not is_stream(root) and root.is_dir()]
     # A file given beside a folder that holds it is done once, as part of the folder.
     found = [(root, path) for root, path in find_files(inputs, extensions) if not _inside_another(root, path, folders)]
@@ -177,8 +201,8 @@ def _inside_another(root: Path, path: Path, folders: list[Path]) -> bool:
 class _Planner:
     """Plans one input file at a time, remembering what it has planned to refuse collisions."""
 
-    def __init__(self, output: Path | None, input_count: int) -> None:
-        self.output, self.input_count = output, input_count
+    def __init__(self, output: Path | None, input_count: int, output_file: Path | None = None) -> None:
+        self.output, self.input_count, self.output_file = output, input_count, output_file
         self.sources: set[str] = set()
         self.targets: dict[str, Path] = {}
 
@@ -192,7 +216,10 @@ class _Planner:
         if source in self.sources:
             return None  # given twice (say, a folder and a file inside it): done once
         self.sources.add(source)
-        target, relative = _target(root, path, self.output, self.input_count)
+        if self.output_file is not None and root == path:
+            target, relative = self.output_file, path.name
+        else:
+            target, relative = _target(root, path, self.output, self.input_count)
         if os.path.abspath(target) == source or _same_file(target, path):
             raise UsageError(f"output {target} would overwrite its input")
         key = os.path.abspath(target)
