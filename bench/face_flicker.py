@@ -13,6 +13,7 @@ grey levels (0: the new face keeps its brightness as steadily as the original do
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -25,9 +26,10 @@ from anoncli.io.video import decode_frames, probe_video
 SAME_FACE_IOU = 0.5
 
 
-def lumas(video: Path) -> list[np.ndarray]:
+def luma_frames(video: Path) -> Iterator[np.ndarray]:
     rotation = probe_video(video).rotation
-    return [cv2.cvtColor(f.upright_rgb(rotation), cv2.COLOR_RGB2GRAY).astype(np.float32) for f in decode_frames(video)]
+    for frame in decode_frames(video):
+        yield cv2.cvtColor(frame.upright_rgb(rotation), cv2.COLOR_RGB2GRAY)
 
 
 def middle(box: Box) -> tuple[slice, slice]:
@@ -38,23 +40,22 @@ def middle(box: Box) -> tuple[slice, slice]:
     )
 
 
-def offset_changes(original: list[np.ndarray], anonymized: list[np.ndarray], faces: list[list[Face]]) -> np.ndarray:
-    """Per face followed from one frame to the next: |change of its anonymized-less-original mean luma|."""
-
-    def offset(frame: int, box: Box) -> float:
-        where = middle(box)
-        return float(anonymized[frame][where].mean() - original[frame][where].mean())
-
-    changes = []
-    for frame in range(1, min(len(original), len(anonymized))):
-        now, before = faces[frame], faces[frame - 1]
-        if not now or not before:
-            continue
-        overlaps = box_iou(np.array([f.box for f in now]), np.array([f.box for f in before]))
-        for face, row in zip(now, overlaps):
-            if row.max() >= SAME_FACE_IOU:
-                previous = before[int(row.argmax())]
-                changes.append(abs(offset(frame, face.box) - offset(frame - 1, previous.box)))
+def offset_changes(original: Path, anonymized: Path, faces: list[list[Face]]) -> np.ndarray:
+    """Per face followed from one frame to the next: |change of its anonymized-less-original mean luma|. The two
+    videos are read side by side, a frame at a time."""
+    changes: list[float] = []
+    before: tuple[list[Face], list[float]] = ([], [])
+    for found, original_frame, anonymized_frame in zip(faces, luma_frames(original), luma_frames(anonymized)):
+        offsets = [
+            float(anonymized_frame[middle(face.box)].mean()) - float(original_frame[middle(face.box)].mean())
+            for face in found
+        ]
+        if found and before[0]:
+            overlaps = box_iou(np.array([f.box for f in found]), np.array([f.box for f in before[0]]))
+            for offset, row in zip(offsets, overlaps):
+                if row.max() >= SAME_FACE_IOU:
+                    changes.append(abs(offset - before[1][int(row.argmax())]))
+        before = (found, offsets)
     return np.array(changes)
 
 
@@ -70,9 +71,11 @@ def main() -> None:
         [face for face in detector.detect(frame.upright_rgb(rotation)) if face.size >= args.min_size]
         for frame in decode_frames(args.original)
     ]
-    original = lumas(args.original)
     for video in args.anonymized:
-        changes = offset_changes(original, lumas(video), faces)
+        changes = offset_changes(args.original, video, faces)
+        if not len(changes):
+            print(f"{video}: no face was followed from one frame to the next")
+            continue
         print(
             f"{video}: {len(changes)} face-frames, brightness change per frame mean {changes.mean():.2f}, "
             f"90th percentile {np.percentile(changes, 90):.2f} grey levels"

@@ -116,18 +116,23 @@ def test_the_mesh_fits_the_face_it_is_asked_about(astronaut, detector):
 
 def test_where_facemesh_fits_none_the_detectors_landmarks_place_a_frontal_mesh(astronaut, detector, bank):
     """The bank's mean shape placed by the detector's five landmarks lies where FaceMesh's own fit does; landmarks
-    of a face turned aside (the nose tip far off the eyes' midpoint) place none."""
+    of a face turned aside (the nose tip far off the eyes' midpoint), in mirrored order, or not five finite
+    points place none."""
     face = detector.detect(astronaut)[0]
     fitted = FaceMesher().fit(astronaut, face.box)
     landmarks = np.array(face.landmarks, np.float32)
-    placed = posed_on_landmarks(bank.shapes.mean(axis=0), landmarks)
+    placed = posed_on_landmarks(bank.mean_shape, landmarks)
     assert placed is not None and placed.shape == (MESH_POINTS, 3)
     for points in (*LANDMARK_POINTS, FACE_OVAL):
         offset = placed[list(points), :2].mean(axis=0) - fitted[list(points), :2].mean(axis=0)
         assert np.linalg.norm(offset) < 0.1 * face.width
     turned = landmarks.copy()
     turned[2, 0] += 0.4 * np.linalg.norm(landmarks[1] - landmarks[0])
-    assert posed_on_landmarks(bank.shapes.mean(axis=0), turned) is None
+    mirrored = landmarks[[1, 0, 2, 4, 3]]
+    broken = landmarks.copy()
+    broken[0, 0] = np.nan
+    for wrong in (turned, mirrored, broken, landmarks[:4]):
+        assert posed_on_landmarks(bank.mean_shape, wrong) is None
 
 
 @pytest.mark.parametrize("attributes", [UNKNOWN, Attributes("female", "20-29")], ids=["plain", "preserve"])
@@ -334,3 +339,26 @@ def test_in_a_video_the_new_faces_colour_follows_a_flickering_drawing_slowly(met
         (flicker,) = method.draw_meshed([crop], [mesh], [brighter])
     assert photo > 15
     assert 0 < brightening([steady, flicker]) < photo / 3
+
+
+def test_in_a_video_a_face_the_tracker_predicted_keeps_its_tracks_last_mesh(method, astronaut, detector):
+    """A predicted face (no landmarks) that FaceMesh fits no mesh to is drawn on its track's last mesh, moved with
+    its box, instead of by turns with deepprivacy's drawing; a detected face whose landmarks show it turned is
+    not, and ends the hold."""
+    face = max(detector.detect(astronaut), key=lambda f: f.size)
+    crop = crop_of(astronaut, face, 3, method.context)
+    blank = np.zeros_like(crop.pixels)  # FaceMesh finds nothing here
+    x1, y1, x2, y2 = crop.box
+    moved = (x1 + 6.0, y1 + 4.0, x2 + 6.0, y2 + 4.0)
+    predicted = FaceCrop(blank, crop.mask, moved, None, crop.seed)
+    turned_landmarks = crop.landmarks.copy()
+    turned_landmarks[2, 0] += 0.4 * np.linalg.norm(crop.landmarks[1] - crop.landmarks[0])
+    turned = FaceCrop(blank, crop.mask, crop.box, turned_landmarks, crop.seed)
+    assert method.meshes([predicted])[0] is None  # outside a video there is nothing to hold
+    with method.following_tracks(25.0):
+        (fitted,) = method.meshes([crop])
+        (held,) = method.meshes([predicted])
+        assert held is not None
+        assert np.allclose(held - fitted, [6.0, 4.0, 0.0], atol=1e-3)
+        assert method.meshes([turned])[0] is None
+        assert method.meshes([predicted])[0] is None

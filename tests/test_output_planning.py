@@ -32,9 +32,17 @@ def test_one_file_and_an_output_file_of_its_format_is_written_there(inputs):
     assert output_places([inputs / "a.jpg"], inputs / "public.jpg", IMAGE_EXTENSIONS) == {inputs: {"public.jpg"}}
 
 
-def test_an_output_file_of_another_format_is_refused(inputs):
+def test_an_output_file_of_another_format_is_refused_another_name_of_its_format_is_not(inputs):
     with pytest.raises(UsageError, match=r"name its output public\.jpg"):
         plan_outputs([inputs / "a.jpg"], inputs / "public.png", IMAGE_EXTENSIONS)
+    assert targets([inputs / "a.jpg"], inputs / "public.JPEG")[str(inputs / "a.jpg")][0] == inputs / "public.JPEG"
+
+
+def test_with_more_inputs_listed_or_an_input_of_no_known_kind_the_output_is_a_folder(inputs):
+    listed = plan_outputs([inputs / "a.jpg"], inputs / "out.jpg", IMAGE_EXTENSIONS, [inputs / "b.jpg"])
+    assert len(listed) == 2 and all(task.output.is_relative_to(inputs / "out.jpg") for task in listed)
+    (inputs / "raw").write_bytes(b"an image without a suffix")
+    assert targets([inputs / "raw"], inputs / "out.jpg")[str(inputs / "raw")][0] == inputs / "out.jpg" / "raw"
 
 
 def test_an_output_without_a_media_suffix_or_that_is_a_folder_is_a_folder(inputs):

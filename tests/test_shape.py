@@ -37,8 +37,11 @@ def test_kept_parts_stay_the_faces_and_the_rest_takes_the_average_shape(face_and
     moved = np.linalg.norm(reshaped[others, :2] - mesh[others, :2], axis=1) / crop.face_size
     assert moved.max() > 0.01, "the nose, brows and outline are not the original's"
     assert moved.mean() < 0.1, "posed like the face: still on it"
-    everything = create_method("shape", device="cpu").reshaped(crop.seed, mesh)
+    reshaping_all = create_method("shape", device="cpu")
+    everything = reshaping_all.reshaped(crop.seed, mesh)
     assert np.linalg.norm(everything[kept, :2] - mesh[kept, :2], axis=1).mean() > 0.005 * crop.face_size
+    # A face without a mesh of its own has no parts to keep: one is placed by its landmarks only when none are.
+    assert method.template is None and reshaping_all.template is not None
 
 
 def test_the_new_face_is_drawn_from_its_new_shape_and_the_inpainted_surroundings_only(face_and_mesh):

@@ -86,7 +86,7 @@ class KSame(MeshDrawn):
     def __init__(self, device: str = "cpu", bank: Path = DEFAULT_BANK) -> None:
         super().__init__(device)
         self.bank = CompositeBank.load(bank)
-        self.template = self.bank.shapes.mean(axis=0)
+        self.template = self.bank.mean_shape
         self._triangles = np.concatenate([self.bank.triangles, RING_TRIANGLES])
 
     def draw_meshed(

@@ -32,6 +32,7 @@ from anoncli.composites.mesh import (
     posed_on_landmarks,
     similarity,
 )
+from anoncli.faces import Box, face_size
 from anoncli.generative.geometry import CONTEXT
 from anoncli.smoothing import OneEuroFilter
 
@@ -48,8 +49,9 @@ MESH_BETA = 1.0
 # docs/results.md).
 COLOUR_CUTOFF = 0.5
 TRACKS_FOLLOWED = 256  # the tracks seen last; an older one starts afresh should it come back
-NO_MESH = "FaceMesh fitted no mesh to this face and the detector's landmarks show it turned (or it has none)"
-OUT_OF_PHOTO = "too little of the face lies in the photo"
+NO_MESH = "FaceMesh fitted no mesh to this face"
+NOR_LANDMARKS = "and the detector's landmarks show it turned (or it has none)"
+TOO_LITTLE = "too little of the face lies in the photo, or it is too small to blend in"
 
 
 @dataclass
@@ -105,10 +107,20 @@ class TrackMesh:
 
 @dataclass
 class FollowedFace:
-    """What is kept of one track's face from frame to frame."""
+    """What is kept of one track's face from frame to frame: its mesh and colour filters, and its last mesh with
+    the box it was found in."""
 
     mesh: TrackMesh
     colour: OneEuroFilter
+    last: tuple[np.ndarray, Box] | None = None
+
+
+def moved_with_box(mesh: np.ndarray, before: Box, after: Box) -> np.ndarray:
+    """`mesh` of the face in box `before` moved and scaled as the box moved to `after`."""
+    scale = face_size(after) / max(face_size(before), 1e-6)
+    start = np.array([(before[0] + before[2]) / 2, (before[1] + before[3]) / 2, 0.0], np.float32)
+    end = np.array([(after[0] + after[2]) / 2, (after[1] + after[3]) / 2, 0.0], np.float32)
+    return ((mesh - start) * scale + end).astype(np.float32)
 
 
 def _disc(diameter: float) -> np.ndarray:
@@ -118,6 +130,8 @@ def _disc(diameter: float) -> np.ndarray:
 
 class MeshDrawn(Method):
     context = CONTEXT
+    # A frontal mesh the detector's landmarks place where FaceMesh fits none (None: the surroundings draw it).
+    template: np.ndarray | None = None
     default_mask_scale = DeepPrivacy.default_mask_scale
     generative = True
     supports_skin_tone = True
@@ -128,8 +142,6 @@ class MeshDrawn(Method):
         except ImportError:
             raise ValueError(f"method {self.name} needs MediaPipe's FaceMesh: {MEDIAPIPE_INSTALL}") from None
         self.surroundings = surroundings or DeepPrivacy(device=device)
-        # A frontal mesh the detector's landmarks place where FaceMesh fits none (None: the surroundings draw it).
-        self.template: np.ndarray | None = None
         self._frame_step: float | None = None  # seconds between frames, in a video
         self._followed: OrderedDict[int, FollowedFace] = OrderedDict()
 
@@ -145,13 +157,23 @@ class MeshDrawn(Method):
     def meshes(self, faces: Sequence[FaceCrop]) -> list[np.ndarray | None]:
         """FaceMesh of each face on its crop; where it fits none (a blurred or cut face, often), the template
         placed by the detector's landmarks if they show the face frontal; else None. In a video, smoothed along
-        its track so that the new face does not jitter."""
+        its track so that the new face does not jitter, and where the tracker predicted the face (no landmarks),
+        the track's last mesh moved with the box, so the face is not drawn by turns."""
         meshes = [self._mesh(face) for face in faces]
         if self._frame_step is None:
             return meshes
-        return [
-            None if mesh is None else self._follow(face).mesh(mesh, face.face_size) for face, mesh in zip(faces, meshes)
-        ]
+        return [self._followed_mesh(face, mesh) for face, mesh in zip(faces, meshes)]
+
+    def _followed_mesh(self, face: FaceCrop, mesh: np.ndarray | None) -> np.ndarray | None:
+        followed = self._follow(face)
+        if mesh is not None:
+            mesh = followed.mesh(mesh, face.face_size)
+            followed.last = (mesh, face.box)
+        elif face.landmarks is None and followed.last is not None:
+            mesh = moved_with_box(*followed.last, face.box)
+        else:
+            followed.last = None
+        return mesh
 
     def _mesh(self, face: FaceCrop) -> np.ndarray | None:
         mesh = self.mesher.fit(face.pixels, face.box)
@@ -191,9 +213,10 @@ class MeshDrawn(Method):
         outputs: list[np.ndarray | StandIn] = []
         for index, base in enumerate(bases):
             if index not in drawn:
-                outputs.append(StandIn(base, f"{self.name}: {NO_MESH}; {self.surroundings.name} drew it"))
+                reason = NO_MESH if self.template is None else f"{NO_MESH} {NOR_LANDMARKS}"
+                outputs.append(StandIn(base, f"{self.name}: {reason}; {self.surroundings.name} drew it"))
             elif drawn[index] is None:
-                outputs.append(StandIn(base, f"{self.name}: {OUT_OF_PHOTO}; {self.surroundings.name} drew it"))
+                outputs.append(StandIn(base, f"{self.name}: {TOO_LITTLE}; {self.surroundings.name} drew it"))
             else:
                 outputs.append(drawn[index])
         return outputs

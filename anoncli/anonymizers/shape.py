@@ -67,8 +67,14 @@ class Shape(GANonymization):
     def __init__(self, device: str = "cpu", weights: Path | None = None, bank: Path = DEFAULT_BANK) -> None:
         super().__init__(device, weights, surroundings=Inpainting())
         self.bank = CompositeBank.load(bank)
-        self.template = self.bank.shapes.mean(axis=0)
+        self._mean_shape = self.bank.mean_shape
         self._followers: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
+
+    @property
+    def template(self) -> np.ndarray | None:
+        """The bank's mean shape for faces FaceMesh fits no mesh to, unless parts of the face are kept: a template
+        holds none of them."""
+        return None if self.keep else self._mean_shape
 
     def draw_meshed(
         self, faces: Sequence[FaceCrop], meshes: Sequence[np.ndarray], bases: Sequence[np.ndarray]

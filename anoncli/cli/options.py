@@ -343,8 +343,8 @@ OutputOption = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="Output folder (input folders are mirrored inside); for one file, its output file (`-o out.jpg`); "
-        "`-` for stdout (one image). "
+        help="Output folder (input folders are mirrored inside), or for one local file its output file in the "
+        "same format; `-` for stdout (anonymize, one image). "
         "[default: beside each input: photos/ → photos_anonymized/, a.jpg → a_anonymized.jpg; `-` → stdout]",
         show_default=False,
     ),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from anoncli.attributes.base import AGE_GROUPS, GENDERS, Attributes
+from anoncli.composites.mesh import facing_forward
 from anoncli.generative.weights import WEIGHTS_DIR, WeightsError, read_manifest, sha256_of
 
 DEFAULT_BANK = WEIGHTS_DIR / "ksame_bank.pt"
@@ -43,6 +44,11 @@ class CompositeBank:
 
     def __len__(self) -> int:
         return len(self.textures)
+
+    @property
+    def mean_shape(self) -> np.ndarray:
+        """The mean of the composites' meshes, facing straight out: a mesh to place on a face without its own."""
+        return facing_forward(self.shapes.mean(axis=0))
 
     def choose(self, seed: int, wanted: Attributes, skin_tone: tuple[int, int, int] | None = None) -> int:
         """A composite picked by `seed` among those of the wanted gender and age group (any when not given)

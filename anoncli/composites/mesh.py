@@ -186,9 +186,23 @@ LANDMARK_POINTS = (
 MAX_NOSE_SHIFT = 0.2
 
 
+def facing_forward(mesh: np.ndarray) -> np.ndarray:
+    """`mesh` turned about its vertical axis so that its outer eye corners lie at one depth: a face looking
+    straight out of the image (a mean of meshes keeps the slight turn of the pose they were aligned to)."""
+    across = mesh[LEFT_EYE_OUTER] - mesh[RIGHT_EYE_OUTER]
+    angle = float(np.arctan2(across[2], across[0]))
+    cosine, sine = np.cos(angle), np.sin(angle)
+    turn = np.array([[cosine, 0.0, sine], [0.0, 1.0, 0.0], [-sine, 0.0, cosine]])
+    centre = mesh.mean(axis=0)
+    return ((mesh - centre) @ turn.T + centre).astype(np.float32)
+
+
 def posed_on_landmarks(template: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
-    """`template` (a mesh) turned, scaled and moved in the image plane onto a detector's five `landmarks` (5, 2),
-    for a face FaceMesh fits no mesh to; None when the landmarks show the face turned away."""
+    """`template` (a frontal mesh) turned, scaled and moved in the image plane onto a detector's five `landmarks`
+    (5, 2), for a face FaceMesh fits no mesh to; None when the landmarks show the face turned away or are no
+    face's (not five finite points, or mirrored)."""
+    if landmarks.shape != (5, 2) or not np.isfinite(landmarks).all():
+        return None
     eyes = landmarks[:2]
     eye_line = eyes[1] - eyes[0]
     distance = float(np.linalg.norm(eye_line))
@@ -199,7 +213,9 @@ def posed_on_landmarks(template: np.ndarray, landmarks: np.ndarray) -> np.ndarra
     marks = np.stack([template[list(points), :2].mean(axis=0) for points in LANDMARK_POINTS])
     flat = np.zeros((5, 1))
     fit = similarity(np.hstack([marks, flat]), np.hstack([landmarks, flat]))
-    return fit.apply(template)
+    # Landmarks in mirrored order fit best by a flip, which a rotation of flat points can only make by turning
+    # the face over (its depth reversed).
+    return fit.apply(template) if fit.rotation[2, 2] > 0 else None
 
 
 def openings(points: np.ndarray) -> np.ndarray:

@@ -113,20 +113,38 @@ def default_output(root: Path) -> Path:
     return root.with_name(f"{root.stem}{DEFAULT_SUFFIX}{root.suffix}")
 
 
-def output_file(inputs: list[Path], output: Path | None, extensions: frozenset[str]) -> Path | None:
-    """The output file `output` names for the one input file given (`anoncli video in.mp4 -o out.mp4`): an
-    `output` ending in a suffix of the kind of file read (`extensions`) that is no folder. None when `output`
-    is a folder (or stdout). Outputs keep their input's format, so a suffix of another format is refused."""
+# Suffixes that name one format: an output file may take any of them.
+SAME_FORMAT = (
+    frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
+    frozenset({".tif", ".tiff"}),
+    frozenset({".mpg", ".mpeg"}),
+)
+
+
+def _format_of(path: Path) -> frozenset[str]:
+    suffix = path.suffix.lower()
+    return next((suffixes for suffixes in SAME_FORMAT if suffix in suffixes), frozenset({suffix}))
+
+
+def output_file(
+    inputs: list[Path], output: Path | None, extensions: frozenset[str], listed: bool = False
+) -> Path | None:
+    """The output file `output` names for the one input file given (`anoncli video in.mp4 -o out.mp4`, and no
+    `listed` inputs from --files-from): an `output` ending in a suffix of the kind of file read (`extensions`)
+    that is no folder. None when `output` is a folder (or stdout). Outputs keep their input's format, so a suffix
+    of another format is refused."""
     if (
         output is None
+        or listed
         or len(inputs) != 1
         or is_stream(inputs[0])
         or not inputs[0].is_file()
+        or inputs[0].suffix.lower() not in extensions
         or output.suffix.lower() not in extensions
         or output.is_dir()
     ):
         return None
-    if output.suffix.lower() != inputs[0].suffix.lower():
+    if _format_of(output) != _format_of(inputs[0]):
         raise UsageError(
             f"{inputs[0].name} is written in its own format: name its output {output.stem}{inputs[0].suffix}, "
             "or give an output folder"
@@ -184,7 +202,11 @@ def iter_outputs(
         for root in inputs:
             if root.is_dir() and output_resolved.is_relative_to(root.resolve()):
                 raise UsageError(f"output folder {output} lies inside input folder {root}; choose another place")
-    planner = _Planner(output, len(inputs), output_file(inputs, output, extensions))
+    listed = iter(listed)
+    first_listed = next(listed, None)
+    if first_listed is not None:
+        listed = itertools.chain([first_listed], listed)
+    planner = _Planner(output, len(inputs), output_file(inputs, output, extensions, first_listed is not None))
     folders = [Path(os.path.abspath(root)) for root in inputs if not is_stream(root) and root.is_dir()]
     # A file given beside a folder that holds it is done once, as part of the folder.
     found = [(root, path) for root, path in find_files(inputs, extensions) if not _inside_another(root, path, folders)]
