@@ -62,6 +62,10 @@ class Face:
         return cls(tuple(float(v) for v in box), float(record.get("score", 1.0)), landmarks, confirmed)
 
 
+def box_centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
 def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise intersection areas of boxes a (N, 4) and b (M, 4) given as x1, y1, x2, y2."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)

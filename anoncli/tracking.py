@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from anoncli.faces import Box, Face, box_iou, face_size
+from anoncli.faces import Box, Face, box_centre, box_iou, face_size
 
 Payload = TypeVar("Payload")
 MATCH_IOU = 0.15
@@ -256,7 +256,7 @@ class FaceTracker(Generic[Payload]):
         from the first detection to the second, followed backwards."""
         first_index, first_box = track.first_seen
         frames = index - first_index  # ≥ 1: a track takes at most one detection per frame
-        (first_x, first_y), (x, y) = _centre(first_box), _centre(box)
+        (first_x, first_y), (x, y) = box_centre(first_box), box_centre(box)
         velocity_x, velocity_y = (x - first_x) / frames, (y - first_y) / frames
         limit = BACKFILL_MAX_SHIFT * face_size(first_box)
         for earlier in self.buffer:
@@ -293,10 +293,6 @@ class FaceTracker(Generic[Payload]):
             guess = earlier.faces[track_id].face
             face = Face(_union(path, guess.box), guess.score, None, guess.confirmed)
             earlier.faces[track_id] = TrackedFace(track_id, face, False)
-
-
-def _centre(box: Box) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
 def _union(first: Box, second: Box) -> tuple:

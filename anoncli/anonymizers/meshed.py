@@ -32,7 +32,7 @@ from anoncli.composites.mesh import (
     posed_on_landmarks,
     similarity,
 )
-from anoncli.faces import Box, face_size
+from anoncli.faces import Box, box_centre, face_size
 from anoncli.generative.geometry import CONTEXT
 from anoncli.smoothing import OneEuroFilter
 
@@ -118,8 +118,8 @@ class FollowedFace:
 def moved_with_box(mesh: np.ndarray, before: Box, after: Box) -> np.ndarray:
     """`mesh` of the face in box `before` moved and scaled as the box moved to `after`."""
     scale = face_size(after) / max(face_size(before), 1e-6)
-    start = np.array([(before[0] + before[2]) / 2, (before[1] + before[3]) / 2, 0.0], np.float32)
-    end = np.array([(after[0] + after[2]) / 2, (after[1] + after[3]) / 2, 0.0], np.float32)
+    start = np.array([*box_centre(before), 0.0], np.float32)
+    end = np.array([*box_centre(after), 0.0], np.float32)
     return ((mesh - start) * scale + end).astype(np.float32)
 
 
